@@ -1,0 +1,31 @@
+# Set-up and the two everyday commands. Everything lands in .venv; nothing outside it is changed
+# except Debian packages that tests need (installed by .ci/run / `make system-deps`, as root).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.install-stamp
+# torch first, pinned with torchvision: other builds break nnU-Net's trainer lookup on this CPU set-up.
+TORCH  := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install test demo benchmarks clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest
+
+demo: install
+	$(BIN)/brats demo --output demo_output
+
+benchmarks: install
+	$(BIN)/python benchmarks/convert.py
+
+clean:
+	rm -rf $(VENV) demo_output benchmarks/output .pytest_cache *.egg-info

@@ -1,0 +1,297 @@
+"""Find BraTS cases on disk, recognise their four sequences by name, and validate them.
+
+A *case folder* is a folder that directly holds NIfTI files: the four sequences (T1, T1Gd, T2, FLAIR)
+and, for training data, a segmentation. Files are recognised by the tokens of
+:data:`brats_plugin.releases.SEQUENCE_TOKENS` in whatever follows the case id in their names, so
+``BraTS2021_00000_t1ce.nii.gz``, ``BraTS-GLI-00000-000-t1c.nii.gz`` and ``TCGA-DU-7294_t1c_bet.nii.gz``
+are all T1Gd. Anything ambiguous is an error naming the files.
+
+Validation reads headers (and voxels only where a problem can hide in them), so it is cheap enough to
+run on every case before any work: dimensions, equal shapes, agreeing affines, readable and complete
+files, finite values. Every problem raises :class:`BratsInputError` naming the file.
+"""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from brats_plugin import nifti
+from brats_plugin.errors import BratsInputError
+from brats_plugin.releases import (
+    ALIASES, RELEASES, SEGMENTATION, SEQUENCE_TOKENS, SEQUENCES, Release, releases_matching_case_id,
+)
+
+#: Two affines agree when their linear parts (direction x spacing) match to this relative tolerance,
+#: nnU-Net's own spacing tolerance, and their origins to this many millimetres.
+AFFINE_RTOL = 1e-5
+ORIGIN_TOLERANCE_MM = 1e-3
+
+_SPLIT = re.compile(r"[_\-.\s]+")
+
+
+class BratsWarning(UserWarning):
+    """Something odd but understood in the input (e.g. a known mis-named segmentation)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One case on disk: its id, its four sequence files and (for training data) its segmentation."""
+
+    case_id: str
+    folder: Path
+    sequences: dict[str, Path]
+    segmentation: Path | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def files(self) -> list[Path]:
+        """The sequence files in channel order, then the segmentation if any."""
+        return [self.sequences[s] for s in SEQUENCES] + ([self.segmentation] if self.segmentation else [])
+
+
+# ---- recognising files ------------------------------------------------------------------------------
+
+def identify_file(name: str, case_id: str | None = None) -> str | None:
+    """The sequence (``"T1"`` ...) or ``"seg"`` a file name stands for, or None if unrecognised.
+
+    The case id, when the name starts with it, is removed first so that ids containing tokens (e.g.
+    ``T2-study``) do not confuse. Raises :class:`BratsInputError` if the name holds tokens of two kinds.
+    """
+    stem = nifti.strip_nifti_ending(name)
+    if case_id and stem.lower().startswith(case_id.lower()):
+        stem = stem[len(case_id):]
+    pieces = [p.lower() for p in _SPLIT.split(stem) if p]
+    found: set[str] = set()
+    i = 0
+    while i < len(pieces):
+        pair = pieces[i] + pieces[i + 1] if i + 1 < len(pieces) else None
+        kind = _kind_of_token(pair) if pair else None
+        if kind:
+            i += 2
+        else:
+            kind = _kind_of_token(pieces[i])
+            i += 1
+        if kind:
+            found.add(kind)
+    if len(found) > 1:
+        raise BratsInputError(f"{name}: ambiguous name, it reads as {' and '.join(sorted(found))}")
+    return found.pop() if found else None
+
+
+def _kind_of_token(token: str) -> str | None:
+    return next((kind for kind, tokens in SEQUENCE_TOKENS.items() if token in tokens), None)
+
+
+def find_case(folder: str | os.PathLike, *, with_segmentation: bool | None = None) -> Case:
+    """Recognise the case in ``folder`` (its id is the folder name).
+
+    ``with_segmentation``: True requires a segmentation, False forbids one (an extra NIfTI is then an
+    error), None takes one if present. One unrecognised NIfTI beside four recognised sequences and no
+    segmentation is taken as the segmentation, with a :class:`BratsWarning` (BraTS 2020 case 355 ships
+    ``W39_1998.09.19_Segm.nii``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BratsInputError(f"{folder}: not a folder")
+    case_id = folder.name
+    niftis = sorted(p for p in folder.iterdir() if p.is_file() and nifti.nifti_ending(p.name)
+                    and not p.name.startswith("."))
+    if not niftis:
+        raise BratsInputError(f"{folder}: no NIfTI files (.nii or .nii.gz) in this case folder")
+    by_kind: dict[str, Path] = {}
+    unknown: list[Path] = []
+    for path in niftis:
+        kind = identify_file(path.name, case_id)
+        if kind is None:
+            unknown.append(path)
+        elif kind in by_kind:
+            raise BratsInputError(f"{folder}: both {by_kind[kind].name} and {path.name} read as {kind}")
+        else:
+            by_kind[kind] = path
+    missing = [s for s in SEQUENCES if s not in by_kind]
+    if missing:
+        hint = f" (unrecognised: {', '.join(p.name for p in unknown)})" if unknown else ""
+        raise BratsInputError(f"{folder}: missing {', '.join(missing)} sequence{hint}")
+    notes: list[str] = []
+    if unknown and SEGMENTATION not in by_kind and len(unknown) == 1 and with_segmentation is not False:
+        by_kind[SEGMENTATION] = unknown.pop()
+        notes.append(f"{by_kind[SEGMENTATION]}: taken as the segmentation of {case_id} "
+                     "(the only unrecognised NIfTI beside the four sequences)")
+        warnings.warn(notes[-1], BratsWarning, stacklevel=2)
+    if unknown:
+        raise BratsInputError(f"{unknown[0]}: unknown NIfTI file in case {case_id} (not a sequence or "
+                              "segmentation name); move it out of the case folder")
+    segmentation = by_kind.get(SEGMENTATION)
+    if with_segmentation and segmentation is None:
+        raise BratsInputError(f"{folder}: no segmentation file (e.g. {case_id}_seg.nii.gz) in this case")
+    if with_segmentation is False and segmentation is not None:
+        raise BratsInputError(f"{segmentation}: a segmentation where only images are expected")
+    return Case(case_id, folder, {s: by_kind[s] for s in SEQUENCES}, segmentation, tuple(notes))
+
+
+def find_cases(root: str | os.PathLike, *, with_segmentation: bool | None = None) -> list[Case]:
+    """Every case folder below ``root`` (e.g. ``HGG/`` and ``LGG/`` sub-folders), sorted by case id.
+
+    ``root`` itself may be a case folder. Raises :class:`BratsInputError` for a missing or empty
+    source, and for two folders with the same case id.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise BratsInputError(f"{root}: no such folder")
+    folders = sorted({p.parent for p in root.rglob("*") if p.is_file() and nifti.nifti_ending(p.name)
+                      and not p.name.startswith(".")})
+    if not folders:
+        raise BratsInputError(f"{root}: no BraTS cases found (no .nii or .nii.gz files below it)")
+    cases: dict[str, Case] = {}
+    for folder in folders:
+        case = find_case(folder, with_segmentation=with_segmentation)
+        if case.case_id in cases:
+            raise BratsInputError(f"duplicate case id {case.case_id}: {cases[case.case_id].folder} "
+                                  f"and {case.folder}")
+        cases[case.case_id] = case
+    return [cases[k] for k in sorted(cases)]
+
+
+# ---- validating images ------------------------------------------------------------------------------
+
+def check_case(case: Case, *, read_all_voxels: bool = False) -> nib.Nifti1Image:
+    """Validate a case's files against each other; return the opened T1 image (the geometry reference).
+
+    Always: readable NIfTI, 3-D, numeric, finite scaling, complete data (see
+    :func:`brats_plugin.nifti.check_stored_size`), the same shape and (within tolerance) affine as the
+    T1. Floating-point images are also read for NaN/Inf; integer images cannot hold them, so their
+    voxels are read only if ``read_all_voxels`` (which also proves every byte decompresses).
+    """
+    images = [nifti.load(path) for path in case.files]
+    reference = images[0]
+    for image in images:
+        check_image(image, read_all_voxels=read_all_voxels)
+        check_same_grid(image, reference)
+    return reference
+
+
+def check_image(image: nib.Nifti1Image, *, read_all_voxels: bool = False) -> None:
+    """Validate one image on its own: 3-D, numeric, finite scaling, complete, finite voxels."""
+    path = image.get_filename()
+    if len(image.shape) != 3:
+        raise BratsInputError(f"{path}: {len(image.shape)}-D image of shape {image.shape}; expected 3-D")
+    dtype = image.header.get_data_dtype()
+    if dtype.kind not in "iuf" or dtype.names:
+        raise BratsInputError(f"{path}: voxel type {dtype} is not a real number type")
+    slope, inter = image.header.get_slope_inter()
+    if not all(v is None or np.isfinite(v) for v in (slope, inter)):
+        raise BratsInputError(f"{path}: non-finite intensity scaling (scl_slope {slope}, scl_inter {inter})")
+    nifti.check_stored_size(image)
+    if dtype.kind == "f" or read_all_voxels:
+        voxels = nifti.read_voxels(image)
+        if voxels.dtype.kind == "f" and not np.isfinite(voxels).all():
+            raise BratsInputError(f"{path}: {int(np.size(voxels) - np.isfinite(voxels).sum())} voxels are "
+                                  "NaN or infinite")
+
+
+def check_same_grid(image: nib.Nifti1Image, reference: nib.Nifti1Image) -> None:
+    """Raise unless ``image`` has the reference's shape and (within tolerance) affine."""
+    if image.shape != reference.shape:
+        raise BratsInputError(f"{image.get_filename()}: shape {image.shape} differs from "
+                              f"{Path(reference.get_filename()).name} {reference.shape}")
+    linear_ok = np.allclose(image.affine[:3, :3], reference.affine[:3, :3], rtol=AFFINE_RTOL, atol=1e-8)
+    origin_ok = np.allclose(image.affine[:3, 3], reference.affine[:3, 3], rtol=0, atol=ORIGIN_TOLERANCE_MM)
+    if not (linear_ok and origin_ok):
+        worst = np.abs(image.affine - reference.affine).max()
+        raise BratsInputError(f"{image.get_filename()}: affine differs from "
+                              f"{Path(reference.get_filename()).name} by up to {worst:.4g} mm")
+
+
+# ---- segmentations ----------------------------------------------------------------------------------
+
+def read_label_values(image: nib.Nifti1Image) -> np.ndarray:
+    """The voxels of a segmentation as non-negative integers (uint8 when they fit, else int64).
+
+    Raises :class:`BratsInputError` for NaN, non-integral or negative values. Integral floats are fine.
+    """
+    path = image.get_filename()
+    voxels = nifti.read_voxels(image)
+    if voxels.dtype.kind == "f":
+        if not np.isfinite(voxels).all():
+            raise BratsInputError(f"{path}: segmentation holds NaN or infinite values")
+        if not np.array_equal(voxels, np.round(voxels)):
+            example = voxels[voxels != np.round(voxels)].flat[0]
+            raise BratsInputError(f"{path}: segmentation holds non-integer values (e.g. {example:g})")
+    low, high = (voxels.min(), voxels.max()) if voxels.size else (0, 0)
+    if low < 0:
+        raise BratsInputError(f"{path}: segmentation holds negative labels (e.g. {low:g})")
+    return voxels.astype(np.uint8 if high <= 255 else np.int64, copy=False)
+
+
+def labels_present(labels: np.ndarray) -> list[int]:
+    """The distinct values in an array of non-negative integer labels, ascending."""
+    return [int(v) for v in np.flatnonzero(np.bincount(labels.ravel()))]
+
+
+def to_nnunet_labels(labels: np.ndarray, release: Release, path: str | os.PathLike) -> np.ndarray:
+    """Map release label values to nnU-Net's (uint8); an unknown value is an error naming ``path``."""
+    table = np.full(max(256, int(labels.max(initial=0)) + 1), 255, dtype=np.uint8)
+    for value, nnunet in release.to_nnunet.items():
+        table[value] = nnunet
+    mapped = table[labels]
+    if (mapped == 255).any():
+        bad = sorted(set(labels_present(labels)) - set(release.label_values))
+        raise BratsInputError(f"{path}: labels {bad} are not BraTS {release.key} labels "
+                              f"{list(release.label_values)}")
+    return mapped
+
+
+# ---- which release ----------------------------------------------------------------------------------
+
+def releases_for_case_ids(case_ids: list[str]) -> list[Release]:
+    """Releases whose naming fits every case id; all releases if no id follows a BraTS naming.
+
+    Raises :class:`BratsInputError` if the ids follow the namings of different releases.
+    """
+    matches = {case_id: releases_matching_case_id(case_id) for case_id in case_ids}
+    named = {case_id: m for case_id, m in matches.items() if m}
+    if not named:
+        return list(RELEASES.values())
+    common = [r for r in RELEASES.values() if all(r in m for m in named.values())]
+    if not common:
+        first, *rest = named
+        other = next(c for c in rest if not set(named[c]) & set(named[first]))
+        raise BratsInputError(f"cases of different releases in one source: {first} "
+                              f"({named[first][0].key}) and {other} ({named[other][0].key})")
+    return common
+
+
+def narrow_by_labels(candidates: list[Release], seen: set[int], source: str) -> Release:
+    """Pick the one release among ``candidates`` whose label set holds every label ``seen``.
+
+    Releases with identical label tables (2018-2021; the 2023 sub-challenges) count as one, and the
+    one a short alias names is chosen (``2021``, ``2023-GLI``); a release whose labels are a subset of every other fitting
+    one's (2023 GLI beside 2024 GLI when no resection cavity is labelled) is preferred. Raises :class:`BratsInputError` when none or several distinct ones fit.
+    """
+    fitting = [r for r in candidates if seen <= set(r.label_values)]
+    distinct: list[Release] = []
+    for release in fitting:
+        same = next((i for i, d in enumerate(distinct) if _same_conventions(d, release)), None)
+        if same is None:
+            distinct.append(release)
+        elif release.key in ALIASES.values():
+            distinct[same] = release
+    if len(distinct) == 1:
+        return distinct[0]
+    # 2023 GLI is 2024 GLI without the resection cavity: without label 4 in sight, the smaller table fits
+    smallest = [d for d in distinct if all(set(d.labels) <= set(other.labels) for other in distinct)]
+    if len(smallest) == 1:
+        return smallest[0]
+    keys = ", ".join(r.key for r in fitting) if fitting else "none"
+    raise BratsInputError(f"{source}: cannot tell the BraTS release from names and labels "
+                          f"(labels found: {sorted(seen)}; fitting releases: {keys}); pass --release")
+
+
+def _same_conventions(a: Release, b: Release) -> bool:
+    return a.labels == b.labels and a.training_regions == b.training_regions

@@ -1,0 +1,137 @@
+"""The ``brats`` command: argument parsing only; every subcommand calls the library.
+
+Mistakes in the input (:class:`BratsInputError`) print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from typing import Callable, Sequence
+
+from brats_plugin.errors import BratsInputError
+from brats_plugin.version import __version__
+
+EXIT_INPUT_ERROR = 2
+
+
+def _triple(kind: type) -> Callable[[str], tuple]:
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected three comma-separated numbers") from None
+        if len(values) != 3:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected three comma-separated numbers")
+        return values
+    return parse
+
+
+def _positive(text: str) -> tuple:
+    values = _triple(float)(text)
+    if min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: values must be positive")
+    return values
+
+
+# ---- subcommands ------------------------------------------------------------------------------------
+
+def _add_convert(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "convert", help="convert a BraTS release into an nnU-Net raw dataset",
+        description="Convert the BraTS cases below SRC into $nnUNet_raw/DatasetNNN_NAME (imagesTr, labelsTr, "
+                    "imagesTs, dataset.json). Resumable: a re-run skips finished cases.",
+        epilog="example:\n  brats convert ~/data/BraTS2021_Training --dataset-id 501\n"
+               "  brats convert MICCAI_BraTS_2019_Training --dataset-id 519 --labels -j 8",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", metavar="SRC", help="folder of case folders (any depth, e.g. HGG/ and LGG/)")
+    parser.add_argument("--dataset-id", type=int, required=True, help="nnU-Net dataset id (1-999)")
+    parser.add_argument("--name", help="dataset name (default: from the release, e.g. BraTS2021)")
+    parser.add_argument("--release", default="auto",
+                        help="BraTS release, e.g. 2021, 2023-GLI, 2024-PED (default: auto, from names and labels)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--regions", dest="regions", action="store_true", default=True,
+                      help="region-based training targets WT/TC/ET (default)")
+    mode.add_argument("--labels", dest="regions", action="store_false", help="label-based training targets")
+    parser.add_argument("--test-src", metavar="DIR", help="cases without segmentation, for imagesTs")
+    parser.add_argument("-j", "--jobs", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
+    parser.add_argument("--verify-voxels", action="store_true",
+                        help="decompress every image to prove it intact (slower; headers, sizes and float "
+                             "images are always checked)")
+    parser.set_defaults(run=_run_convert)
+
+
+def _run_convert(args: argparse.Namespace) -> None:
+    from brats_plugin.dataset_conversion import convert_release
+    result = convert_release(args.source, args.dataset_id, name=args.name, release=args.release,
+                             regions=args.regions, test_source=args.test_src, jobs=args.jobs,
+                             overwrite=args.overwrite, read_all_voxels=args.verify_voxels)
+    print(result.summary())
+    print(f"next: nnUNetv2_plan_and_preprocess -d {args.dataset_id} --verify_dataset_integrity")
+
+
+def _add_synth(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "synth", help="write synthetic BraTS-like cases in a release's own layout",
+        description="Write phantoms (brain, tumour with necrosis, enhancing rim and edema, MRI-like contrast "
+                    "on T1, T1Gd, T2, FLAIR) in the folder layout and naming of a BraTS release.",
+        epilog="example:\n  brats synth /tmp/synthetic --release 2021 --cases 8 --shape 96,96,64\n"
+               "  brats synth /tmp/test --release 2023-GLI --cases 2 --images-only --first-index 100",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output", metavar="OUT", help="folder to write the case folders into")
+    parser.add_argument("--release", default="2021", help="BraTS release whose layout and labels to use")
+    parser.add_argument("--cases", type=int, default=4, help="number of cases (default 4)")
+    parser.add_argument("--shape", type=_triple(int), default=(240, 240, 155), help="voxels, default 240,240,155")
+    parser.add_argument("--spacing", type=_positive, default=(1.0, 1.0, 1.0), help="mm, default 1,1,1")
+    parser.add_argument("--rotate", type=_triple(float), default=(0.0, 0.0, 0.0),
+                        help="oblique grid: degrees about x,y,z (default 0,0,0)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--first-index", type=int, default=1, help="number of the first case id (default 1)")
+    parser.add_argument("--images-only", action="store_true", help="no segmentation (a test set)")
+    parser.set_defaults(run=_run_synth)
+
+
+def _run_synth(args: argparse.Namespace) -> None:
+    from brats_plugin.dataset_conversion import write_synthetic_release
+    folders = write_synthetic_release(args.output, args.release, args.cases, shape=args.shape,
+                                      spacing=args.spacing, rotation_degrees=args.rotate, seed=args.seed,
+                                      first_index=args.first_index, with_segmentation=not args.images_only)
+    print(f"wrote {len(folders)} synthetic BraTS {args.release} cases to {args.output}")
+
+
+# ---- entry point ------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``brats`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="brats", description="BraTS brain-tumour segmentation on nnU-Net v2.",
+        epilog="Run 'brats COMMAND --help' for a command's options and an example.")
+    parser.add_argument("--version", action="version", version=f"brats_plugin {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_convert(commands)
+    _add_synth(commands)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"brats: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``brats`` command; return its exit status."""
+    args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        args.run(args)
+    except BratsInputError as error:
+        print(f"brats: error: {error}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except KeyboardInterrupt:
+        print("brats: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

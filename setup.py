@@ -1,0 +1,39 @@
+"""Packaging for brats_plugin (pyproject.toml only names the build system)."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "brats_plugin" / "version.py").read_text()).group(1)
+
+setup(
+    name="brats_plugin",
+    version=VERSION,
+    description="BraTS brain-tumour segmentation on nnU-Net v2: dataset conversion, generalised Dice "
+                "trainers, inference and exports",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["brats_plugin", "brats_plugin.*"]),
+    install_requires=[
+        "nnunetv2>=2.8,<2.9",
+        "torch",
+        "SimpleITK",
+        "nibabel>=5",
+        "numpy",
+        "scipy",
+        "batchgenerators",
+        "tqdm",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout", "hypothesis"],
+    },
+    entry_points={"console_scripts": ["brats=brats_plugin.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Medical Science Apps.",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)
