@@ -166,7 +166,7 @@ def check_case(case: Case, *, read_all_voxels: bool = False) -> nib.Nifti1Image:
     Always: readable NIfTI, 3-D, numeric, finite scaling, complete data (see
     :func:`brats_plugin.nifti.check_stored_size`), the same shape and (within tolerance) affine as the
     T1. Floating-point images are also read for NaN/Inf; integer images cannot hold them, so their
-    voxels are read only if ``read_all_voxels`` (which also proves every byte decompresses).
+    voxels are read only if ``read_all_voxels``, which also checks the gzip checksum of every file.
     """
     images = [nifti.load(path) for path in case.files]
     reference = images[0]
@@ -188,6 +188,8 @@ def check_image(image: nib.Nifti1Image, *, read_all_voxels: bool = False) -> Non
     if not all(v is None or np.isfinite(v) for v in (slope, inter)):
         raise BratsInputError(f"{path}: non-finite intensity scaling (scl_slope {slope}, scl_inter {inter})")
     nifti.check_stored_size(image)
+    if read_all_voxels and nifti.nifti_ending(path) == ".nii.gz":
+        nifti.verify_gzip_stream(path)
     if dtype.kind == "f" or read_all_voxels:
         voxels = nifti.read_voxels(image)
         if voxels.dtype.kind == "f" and not np.isfinite(voxels).all():

@@ -79,16 +79,29 @@ def check_stored_size(image: nib.Nifti1Image) -> None:
     """
     path = image.get_filename()
     if nifti_ending(path) != ".nii.gz":
-        expected = int(image.header["vox_offset"]) + _data_bytes(image)
+        expected = image.dataobj.offset + _data_bytes(image)
         if os.path.getsize(path) < expected:
             raise BratsInputError(f"{path}: truncated: {os.path.getsize(path)} bytes, header needs {expected}")
         return
     with open(path, "rb") as handle:
         handle.seek(-4, os.SEEK_END)
         (stored,) = struct.unpack("<I", handle.read(4))
-    expected = (int(image.header["vox_offset"]) + _data_bytes(image)) % 2**32
+    expected = (image.dataobj.offset + _data_bytes(image)) % 2**32
     if stored != expected:
         read_voxels(image)
+
+
+def verify_gzip_stream(path: str | os.PathLike) -> None:
+    """Decompress a whole ``.nii.gz`` to its end, which checks gzip's CRC-32 of every byte.
+
+    Reading voxels alone stops before the checksum, so damage inside the stream can go unnoticed.
+    """
+    try:
+        with gzip.open(path, "rb") as stream:
+            while stream.read(1 << 24):
+                pass
+    except (gzip.BadGzipFile, EOFError, zlib.error, OSError) as error:
+        raise BratsInputError(f"{path}: truncated or corrupt image data ({_reason(error)})") from None
 
 
 def _data_bytes(image: nib.Nifti1Image) -> int:

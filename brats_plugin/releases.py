@@ -67,9 +67,12 @@ class Region:
     labels: tuple[int, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Release:
-    """A BraTS release: naming, label values, regions and the nnU-Net label maps."""
+    """A BraTS release: naming, label values, regions and the nnU-Net label maps.
+
+    Releases are the table's singletons: they compare and hash by identity.
+    """
 
     key: str
     title: str
