@@ -26,6 +26,7 @@ setup(
         "scipy",
         "batchgenerators",
         "tqdm",
+        "isal",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "hypothesis"],

@@ -188,10 +188,8 @@ def check_image(image: nib.Nifti1Image, *, read_all_voxels: bool = False) -> Non
     if not all(v is None or np.isfinite(v) for v in (slope, inter)):
         raise BratsInputError(f"{path}: non-finite intensity scaling (scl_slope {slope}, scl_inter {inter})")
     nifti.check_stored_size(image)
-    if read_all_voxels and nifti.nifti_ending(path) == ".nii.gz":
-        nifti.verify_gzip_stream(path)
     if dtype.kind == "f" or read_all_voxels:
-        voxels = nifti.read_voxels(image)
+        voxels = nifti.read_array(path)
         if voxels.dtype.kind == "f" and not np.isfinite(voxels).all():
             raise BratsInputError(f"{path}: {int(np.size(voxels) - np.isfinite(voxels).sum())} voxels are "
                                   "NaN or infinite")
@@ -212,13 +210,12 @@ def check_same_grid(image: nib.Nifti1Image, reference: nib.Nifti1Image) -> None:
 
 # ---- segmentations ----------------------------------------------------------------------------------
 
-def read_label_values(image: nib.Nifti1Image) -> np.ndarray:
-    """The voxels of a segmentation as non-negative integers (uint8 when they fit, else int64).
+def read_label_values(path: str | os.PathLike) -> np.ndarray:
+    """The voxels of a segmentation file as non-negative integers (uint8 when they fit, else int64).
 
     Raises :class:`BratsInputError` for NaN, non-integral or negative values. Integral floats are fine.
     """
-    path = image.get_filename()
-    voxels = nifti.read_voxels(image)
+    voxels = nifti.read_array(path)
     if voxels.dtype.kind == "f":
         if not np.isfinite(voxels).all():
             raise BratsInputError(f"{path}: segmentation holds NaN or infinite values")
@@ -237,16 +234,42 @@ def labels_present(labels: np.ndarray) -> list[int]:
 
 
 def to_nnunet_labels(labels: np.ndarray, release: Release, path: str | os.PathLike) -> np.ndarray:
-    """Map release label values to nnU-Net's (uint8); an unknown value is an error naming ``path``."""
-    table = np.full(max(256, int(labels.max(initial=0)) + 1), 255, dtype=np.uint8)
-    for value, nnunet in release.to_nnunet.items():
-        table[value] = nnunet
-    mapped = table[labels]
-    if (mapped == 255).any():
-        bad = sorted(set(labels_present(labels)) - set(release.label_values))
+    """Map release label values to nnU-Net's (uint8); an unknown value is an error naming ``path``.
+
+    Works inside the bounding box of the non-zero voxels (a tumour fills a few percent of a head),
+    with one vectorised comparison per label; every non-zero voxel must be claimed by some label.
+    """
+    mapped = np.zeros_like(labels, dtype=np.uint8)  # same memory order as the input: no transposes
+    box = nonzero_box(labels)
+    if box is None:
+        return mapped
+    inside, out = labels[box], mapped[box]
+    claimed = 0
+    for label in release.labels:
+        mask = inside == label.value
+        count = np.count_nonzero(mask)
+        if count:
+            np.copyto(out, label.nnunet, where=mask)
+            claimed += count
+    if claimed != np.count_nonzero(inside):
+        bad = sorted(set(labels_present(inside)) - set(release.label_values))
         raise BratsInputError(f"{path}: labels {bad} are not BraTS {release.key} labels "
                               f"{list(release.label_values)}")
     return mapped
+
+
+def nonzero_box(labels: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """The smallest box (one slice per axis) holding every non-zero voxel of a 3-D array, or None.
+
+    One pass over the whole array (a projection along the last axis), then only over the box.
+    """
+    projection = labels.any(axis=2)
+    xs, ys = np.flatnonzero(projection.any(axis=1)), np.flatnonzero(projection.any(axis=0))
+    if xs.size == 0:
+        return None
+    column = labels[xs[0]:xs[-1] + 1, ys[0]:ys[-1] + 1]
+    zs = np.flatnonzero(column.any(axis=(0, 1)))
+    return slice(xs[0], xs[-1] + 1), slice(ys[0], ys[-1] + 1), slice(zs[0], zs[-1] + 1)
 
 
 # ---- which release ----------------------------------------------------------------------------------

@@ -100,6 +100,23 @@ def _run_synth(args: argparse.Namespace) -> None:
     print(f"wrote {len(folders)} synthetic BraTS {args.release} cases to {args.output}")
 
 
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "demo", help="the whole path on a built-in synthetic default (what `make demo` runs)",
+        description="Synthesise BraTS-like cases, convert them to an nnU-Net dataset and plan and preprocess "
+                    "it with nnU-Net, all below OUTPUT (nnU-Net's folders included).",
+        epilog="example:\n  brats demo --output demo_output",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", default="demo_output", help="folder for everything (default demo_output)")
+    parser.add_argument("--cases", type=int, default=6, help="synthetic training cases (default 6)")
+    parser.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> None:
+    from brats_plugin.demo import run_demo
+    run_demo(args.output, training_cases=args.cases, say=lambda line: print(line, flush=True))
+
+
 # ---- entry point ------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_convert(commands)
     _add_synth(commands)
+    _add_demo(commands)
     return parser
 
 

@@ -216,21 +216,20 @@ def test_labels_outside_release(case_folder):
     labels = np.asanyarray(nib.load(path).dataobj).copy()
     labels[0, 0, 0] = 3
     _rewrite(path, labels)
-    image = nib.load(path)
     with pytest.raises(BratsInputError, match=r"_seg.nii.gz: labels \[3\] are not BraTS 2021 labels \[0, 1, 2, 4\]"):
-        cases.to_nnunet_labels(cases.read_label_values(image), get_release("2021"), path)
+        cases.to_nnunet_labels(cases.read_label_values(path), get_release("2021"), path)
 
 
 def test_integral_float_labels_are_fine_but_fractions_are_not(case_folder):
     path = case_folder / f"{case_folder.name}_seg.nii.gz"
     labels = np.asanyarray(nib.load(path).dataobj).astype(np.float64)
     _rewrite(path, labels)
-    values = cases.read_label_values(nib.load(path))
+    values = cases.read_label_values(path)
     assert values.dtype == np.uint8 and set(cases.labels_present(values)) == {0, 1, 2, 4}
     labels[1, 1, 1] = 0.5
     _rewrite(path, labels)
     with pytest.raises(BratsInputError, match="_seg.nii.gz: segmentation holds non-integer values"):
-        cases.read_label_values(nib.load(path))
+        cases.read_label_values(path)
 
 
 def test_release_from_names_then_labels():
@@ -250,3 +249,12 @@ def test_release_from_names_then_labels():
         cases.narrow_by_labels(anything, {0, 1, 2, 4}, "src")
     with pytest.raises(BratsInputError, match="different releases.*BraTS2021_00001 \\(2021\\)"):
         cases.releases_for_case_ids(["BraTS2021_00001", "BraTS-MET-00001-000"])
+
+
+def test_nonzero_box():
+    array = np.zeros((7, 8, 9), np.uint8)
+    assert cases.nonzero_box(array) is None
+    array[2, 3, 4] = 1
+    array[5, 3, 1] = 2
+    assert cases.nonzero_box(array) == (slice(2, 6), slice(3, 4), slice(1, 5))
+    assert cases.nonzero_box(np.asfortranarray(array)) == (slice(2, 6), slice(3, 4), slice(1, 5))

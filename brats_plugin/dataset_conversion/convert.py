@@ -155,7 +155,7 @@ def _choose_release(requested: str, training: list[case_io.Case], jobs: int, sou
 
 
 def _labels_in_segmentation(path: Path) -> list[int]:
-    return case_io.labels_present(case_io.read_label_values(nifti.load(path)))
+    return case_io.labels_present(case_io.read_label_values(path))
 
 
 # ---- the output folder ------------------------------------------------------------------------------
@@ -249,8 +249,8 @@ def _convert_case_task(case: case_io.Case, release: Release, images: Path, label
         return []
     reference = case_io.check_case(case, read_all_voxels=read_all_voxels)
     if label_target is not None:
-        segmentation = nifti.load(case.segmentation)
-        mapped = case_io.to_nnunet_labels(case_io.read_label_values(segmentation), release, case.segmentation)
+        labels = case_io.read_label_values(case.segmentation)
+        mapped = case_io.to_nnunet_labels(labels, release, case.segmentation)
         nifti.save(nifti.like(mapped, reference, np.uint8), label_target)
     return [nifti.place_file(case.sequences[s], target) for s, target in zip(SEQUENCES, image_targets)]
 
