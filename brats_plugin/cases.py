@@ -222,6 +222,8 @@ def read_label_values(path: str | os.PathLike) -> np.ndarray:
         if not np.array_equal(voxels, np.round(voxels)):
             example = voxels[voxels != np.round(voxels)].flat[0]
             raise BratsInputError(f"{path}: segmentation holds non-integer values (e.g. {example:g})")
+    if voxels.dtype == np.uint8:
+        return voxels
     low, high = (voxels.min(), voxels.max()) if voxels.size else (0, 0)
     if low < 0:
         raise BratsInputError(f"{path}: segmentation holds negative labels (e.g. {low:g})")

@@ -68,7 +68,10 @@ def read_array(path: str | os.PathLike) -> np.ndarray:
     :class:`BratsInputError` naming the file when it is not NIfTI, truncated or corrupt.
     """
     path = Path(path)
-    buffer = path.read_bytes()
+    try:
+        buffer = path.read_bytes()
+    except OSError as error:
+        raise BratsInputError(f"{path}: cannot read ({error.strerror or error})") from None
     if nifti_ending(path) == ".nii.gz":
         try:
             buffer = igzip.decompress(buffer)

@@ -49,3 +49,11 @@ def test_unknown_release_is_one_line(tmp_path):
     assert completed.returncode == 2
     assert completed.stderr.strip().splitlines() == [
         completed.stderr.strip()] and "release '1999' is unknown" in completed.stderr
+
+
+def test_synth_into_unwritable_place_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    completed = subprocess.run(BRATS + ["synth", str(tmp_path / "file" / "out"), "--shape", "32,32,24"],
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 2
+    assert len(completed.stderr.strip().splitlines()) == 1 and "cannot create it" in completed.stderr

@@ -248,11 +248,18 @@ def _convert_case_task(case: case_io.Case, release: Release, images: Path, label
     if all(p.exists() for p in image_targets + ([label_target] if label_target else [])):
         return []
     reference = case_io.check_case(case, read_all_voxels=read_all_voxels)
-    if label_target is not None:
-        labels = case_io.read_label_values(case.segmentation)
-        mapped = case_io.to_nnunet_labels(labels, release, case.segmentation)
-        nifti.save(nifti.like(mapped, reference, np.uint8), label_target)
-    return [nifti.place_file(case.sequences[s], target) for s, target in zip(SEQUENCES, image_targets)]
+    target = label_target
+    try:
+        if label_target is not None:
+            labels = case_io.read_label_values(case.segmentation)
+            mapped = case_io.to_nnunet_labels(labels, release, case.segmentation)
+            nifti.save(nifti.like(mapped, reference, np.uint8), label_target)
+        placed = []
+        for sequence, target in zip(SEQUENCES, image_targets):
+            placed.append(nifti.place_file(case.sequences[sequence], target))
+    except OSError as error:
+        raise BratsInputError(f"{target}: cannot write ({error.strerror or error})") from None
+    return placed
 
 
 def _run_parallel(function: Callable[..., R], tasks: list[tuple], jobs: int, progress: bool,
@@ -267,12 +274,15 @@ def _run_parallel(function: Callable[..., R], tasks: list[tuple], jobs: int, pro
                 results.append(function(*task))
                 bar.update()
             return results
-        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)))
+        try:
             futures = [pool.submit(function, *task) for task in tasks]
             results = []
             for future in futures:
                 results.append(future.result())
                 bar.update()
             return results
+        finally:  # on the first error, drop the cases not yet started (running ones finish whole)
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()

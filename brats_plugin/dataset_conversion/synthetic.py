@@ -141,7 +141,10 @@ def write_case(case: SyntheticCase, release: Release, root: str | os.PathLike,
                subfolder: str = "", with_segmentation: bool = True) -> Path:
     """Write a phantom in ``release``'s layout and naming below ``root``; return the case folder."""
     folder = Path(root) / subfolder / case.case_id
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BratsInputError(f"{folder}: cannot create it ({error.strerror or error})") from None
     header = nib.Nifti1Header()
     header.set_xyzt_units("mm", "sec")
     arrays = dict(case.images)
