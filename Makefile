@@ -1,5 +1,4 @@
-# Set-up and the two everyday commands. Everything lands in .venv; nothing outside it is changed
-# except Debian packages that tests need (installed by .ci/run / `make system-deps`, as root).
+# Set-up and the two everyday commands. Everything lands in .venv; nothing outside it is changed.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -47,7 +47,6 @@ class Case:
     folder: Path
     sequences: dict[str, Path]
     segmentation: Path | None = None
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def files(self) -> list[Path]:
@@ -100,6 +99,7 @@ def find_case(folder: str | os.PathLike, *, with_segmentation: bool | None = Non
     if not folder.is_dir():
         raise BratsInputError(f"{folder}: not a folder")
     case_id = folder.name
+    releases_matching_case_id(case_id)  # an unsupported release's naming is an error here
     niftis = sorted(p for p in folder.iterdir() if p.is_file() and nifti.nifti_ending(p.name)
                     and not p.name.startswith("."))
     if not niftis:
@@ -118,12 +118,10 @@ def find_case(folder: str | os.PathLike, *, with_segmentation: bool | None = Non
     if missing:
         hint = f" (unrecognised: {', '.join(p.name for p in unknown)})" if unknown else ""
         raise BratsInputError(f"{folder}: missing {', '.join(missing)} sequence{hint}")
-    notes: list[str] = []
     if unknown and SEGMENTATION not in by_kind and len(unknown) == 1 and with_segmentation is not False:
         by_kind[SEGMENTATION] = unknown.pop()
-        notes.append(f"{by_kind[SEGMENTATION]}: taken as the segmentation of {case_id} "
-                     "(the only unrecognised NIfTI beside the four sequences)")
-        warnings.warn(notes[-1], BratsWarning, stacklevel=2)
+        warnings.warn(f"{by_kind[SEGMENTATION]}: taken as the segmentation of {case_id} "
+                      "(the only unrecognised NIfTI beside the four sequences)", BratsWarning, stacklevel=2)
     if unknown:
         raise BratsInputError(f"{unknown[0]}: unknown NIfTI file in case {case_id} (not a sequence or "
                               "segmentation name); move it out of the case folder")
@@ -132,7 +130,7 @@ def find_case(folder: str | os.PathLike, *, with_segmentation: bool | None = Non
         raise BratsInputError(f"{folder}: no segmentation file (e.g. {case_id}_seg.nii.gz) in this case")
     if with_segmentation is False and segmentation is not None:
         raise BratsInputError(f"{segmentation}: a segmentation where only images are expected")
-    return Case(case_id, folder, {s: by_kind[s] for s in SEQUENCES}, segmentation, tuple(notes))
+    return Case(case_id, folder, {s: by_kind[s] for s in SEQUENCES}, segmentation)
 
 
 def find_cases(root: str | os.PathLike, *, with_segmentation: bool | None = None) -> list[Case]:
@@ -170,14 +168,21 @@ def check_case(case: Case, *, read_all_voxels: bool = False) -> nib.Nifti1Image:
     """
     images = [nifti.load(path) for path in case.files]
     reference = images[0]
-    for image in images:
-        check_image(image, read_all_voxels=read_all_voxels)
+    for path, image in zip(case.files, images):
+        # a segmentation's voxels are checked where they are read (read_label_values)
+        is_segmentation = path == case.segmentation
+        check_image(image, read_all_voxels=read_all_voxels and not is_segmentation,
+                    read_float_voxels=not is_segmentation)
         check_same_grid(image, reference)
     return reference
 
 
-def check_image(image: nib.Nifti1Image, *, read_all_voxels: bool = False) -> None:
-    """Validate one image on its own: 3-D, numeric, finite scaling, complete, finite voxels."""
+def check_image(image: nib.Nifti1Image, *, read_all_voxels: bool = False, read_float_voxels: bool = True) -> None:
+    """Validate one image on its own: 3-D, numeric, finite scaling, complete, finite voxels.
+
+    Voxels are read (for NaN/Inf, and gzip's checksum) if ``read_all_voxels``, or if the image is
+    floating-point and ``read_float_voxels``.
+    """
     path = image.get_filename()
     if len(image.shape) != 3:
         raise BratsInputError(f"{path}: {len(image.shape)}-D image of shape {image.shape}; expected 3-D")
@@ -188,7 +193,7 @@ def check_image(image: nib.Nifti1Image, *, read_all_voxels: bool = False) -> Non
     if not all(v is None or np.isfinite(v) for v in (slope, inter)):
         raise BratsInputError(f"{path}: non-finite intensity scaling (scl_slope {slope}, scl_inter {inter})")
     nifti.check_stored_size(image)
-    if dtype.kind == "f" or read_all_voxels:
+    if read_all_voxels or (dtype.kind == "f" and read_float_voxels):
         voxels = nifti.read_array(path)
         if voxels.dtype.kind == "f" and not np.isfinite(voxels).all():
             raise BratsInputError(f"{path}: {int(np.size(voxels) - np.isfinite(voxels).sum())} voxels are "
@@ -216,6 +221,10 @@ def read_label_values(path: str | os.PathLike) -> np.ndarray:
     Raises :class:`BratsInputError` for NaN, non-integral or negative values. Integral floats are fine.
     """
     voxels = nifti.read_array(path)
+    if voxels.dtype.kind not in "iuf" or voxels.dtype.names:
+        raise BratsInputError(f"{path}: segmentation voxel type {voxels.dtype} is not a number type")
+    if voxels.ndim != 3:
+        raise BratsInputError(f"{path}: {voxels.ndim}-D segmentation of shape {voxels.shape}; expected 3-D")
     if voxels.dtype.kind == "f":
         if not np.isfinite(voxels).all():
             raise BratsInputError(f"{path}: segmentation holds NaN or infinite values")
@@ -232,7 +241,9 @@ def read_label_values(path: str | os.PathLike) -> np.ndarray:
 
 def labels_present(labels: np.ndarray) -> list[int]:
     """The distinct values in an array of non-negative integer labels, ascending."""
-    return [int(v) for v in np.flatnonzero(np.bincount(labels.ravel()))]
+    if labels.dtype == np.uint8:  # counting is several times faster than sorting
+        return [int(v) for v in np.flatnonzero(np.bincount(labels.ravel(), minlength=1))]
+    return [int(v) for v in np.unique(labels)]
 
 
 def to_nnunet_labels(labels: np.ndarray, release: Release, path: str | os.PathLike) -> np.ndarray:
@@ -304,7 +315,7 @@ def narrow_by_labels(candidates: list[Release], seen: set[int], source: str) -> 
     fitting = [r for r in candidates if seen <= set(r.label_values)]
     distinct: list[Release] = []
     for release in fitting:
-        same = next((i for i, d in enumerate(distinct) if _same_conventions(d, release)), None)
+        same = next((i for i, d in enumerate(distinct) if same_conventions(d, release)), None)
         if same is None:
             distinct.append(release)
         elif release.key in ALIASES.values():
@@ -320,5 +331,19 @@ def narrow_by_labels(candidates: list[Release], seen: set[int], source: str) -> 
                           f"(labels found: {sorted(seen)}; fitting releases: {keys}); pass --release")
 
 
-def _same_conventions(a: Release, b: Release) -> bool:
+def check_release_fits_names(release: Release, case_ids: list[str]) -> None:
+    """Refuse a release chosen by the user that contradicts BraTS-style case ids.
+
+    Ids that follow no BraTS naming fit any release; a release with the same labels and regions as
+    the one the ids name (e.g. 2021 for ``Brats18_*``) fits too.
+    """
+    for case_id in case_ids:
+        named = releases_matching_case_id(case_id)
+        if named and not any(same_conventions(release, other) for other in named):
+            raise BratsInputError(f"{case_id}: named like BraTS {' or '.join(r.key for r in named)}, whose labels "
+                                  f"differ from BraTS {release.key}'s; check --release")
+
+
+def same_conventions(a: Release, b: Release) -> bool:
+    """Whether two releases share label values, meanings and regions (e.g. 2018 and 2021)."""
     return a.labels == b.labels and a.training_regions == b.training_regions

@@ -5,6 +5,7 @@ Mistakes in the input (:class:`BratsInputError`) print one line and exit with st
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import warnings
 from typing import Callable, Sequence
@@ -140,11 +141,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``brats`` command; return its exit status."""
     args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
+    # nibabel logs header problems itself; our one-line error already names the file and the problem
+    logging.getLogger("nibabel.global").setLevel(logging.CRITICAL)
     try:
         args.run(args)
     except BratsInputError as error:
         print(f"brats: error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
+    except RuntimeError as error:  # a step we run (e.g. an nnU-Net command) failed; it says where to look
+        print(f"brats: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("brats: interrupted", file=sys.stderr)
         return 130

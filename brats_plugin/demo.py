@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ def run_demo(output: str | Path = "demo_output", *, training_cases: int = 6, tes
     source, test_source = output / "source" / "training", output / "source" / "test"
     say(f"[1/3] synthesising {training_cases} training + {test_cases} test cases "
         f"(BraTS {DEMO_RELEASE} layout, {'x'.join(map(str, DEMO_SHAPE))} voxels) in {source.parent}")
+    shutil.rmtree(source.parent, ignore_errors=True)  # a re-run starts afresh (maybe with fewer cases)
     write_synthetic_release(source, DEMO_RELEASE, training_cases, shape=DEMO_SHAPE, seed=seed)
     write_synthetic_release(test_source, DEMO_RELEASE, test_cases, shape=DEMO_SHAPE, seed=seed,
                             first_index=training_cases + 1, with_segmentation=False)
@@ -44,7 +46,7 @@ def run_demo(output: str | Path = "demo_output", *, training_cases: int = 6, tes
     say("[2/3] converting to an nnU-Net raw dataset (region-based WT/TC/ET)")
     _set_environment(environment)
     result = convert_release(source, DEMO_DATASET_ID, name="BraTSDemo", test_source=test_source,
-                             release=DEMO_RELEASE, progress=False)
+                             release=DEMO_RELEASE, overwrite=True, progress=False)
     say(f"      {result.summary()}")
 
     logs = output / "logs"

@@ -52,8 +52,7 @@ def load(path: str | os.PathLike) -> nib.Nifti1Image:
         raise BratsInputError(f"{path}: no such file")
     try:
         image = nib.load(path)
-    except (nib.filebasedimages.ImageFileError, gzip.BadGzipFile, EOFError, zlib.error, OSError,
-            ValueError) as error:
+    except Exception as error:  # nibabel, gzip and zlib raise many types for a damaged file
         raise BratsInputError(f"{path}: not a readable NIfTI file ({_reason(error)})") from None
     if not isinstance(image, (nib.Nifti1Image, nib.Nifti2Image)):
         raise BratsInputError(f"{path}: not a NIfTI file (read as {type(image).__name__})")
@@ -77,8 +76,8 @@ def read_array(path: str | os.PathLike) -> np.ndarray:
             buffer = igzip.decompress(buffer)
         except (gzip.BadGzipFile, EOFError, zlib.error, OSError, ValueError) as error:
             raise BratsInputError(f"{path}: truncated or corrupt image data ({_reason(error)})") from None
-    header_class = nib.Nifti2Header if _header_size(buffer) == 540 else nib.Nifti1Header
     try:
+        header_class = nib.Nifti2Header if _header_size(buffer) == 540 else nib.Nifti1Header
         header = header_class.from_fileobj(io.BytesIO(buffer))
     except Exception as error:  # nibabel raises several types for a bad header
         raise BratsInputError(f"{path}: not a readable NIfTI file ({_reason(error)})") from None
@@ -166,21 +165,21 @@ def remove_partial_files(folder: str | os.PathLike) -> int:
 
 
 def save(image: nib.Nifti1Image, final: str | os.PathLike) -> None:
-    """Save an in-memory image to ``final`` atomically, compressed if the name ends in ``.nii.gz``.
+    """Save an in-memory image to ``final`` atomically, compressed if the name ends in ``.nii.gz``."""
+    write_bytes_atomic(to_file_bytes(image, compressed=nifti_ending(final) == ".nii.gz"), final)
 
-    Header and voxels are streamed to the file (through ISA-L deflate for ``.nii.gz``) without
-    assembling the whole file in memory first; the bytes equal nibabel's ``to_bytes`` (gzipped).
+
+def to_file_bytes(image: nib.Nifti1Image, *, compressed: bool) -> bytes:
+    """The bytes of the image's single NIfTI file: nibabel's ``to_bytes``, gzipped if ``compressed``.
+
+    Compression streams header and voxels through ISA-L deflate without first assembling the whole
+    uncompressed file in memory.
     """
     header, voxels = encode(image)
-    with atomic_path(final) as temporary, open(temporary, "wb") as handle:
-        if nifti_ending(final) == ".nii.gz":
-            packer = isal_zlib.compressobj(COMPRESS_LEVEL, isal_zlib.DEFLATED, 31)  # 31: gzip, mtime 0
-            handle.write(packer.compress(header))
-            handle.write(packer.compress(voxels))
-            handle.write(packer.flush())
-        else:
-            handle.write(header)
-            handle.write(voxels)
+    if not compressed:
+        return header + voxels.tobytes()
+    packer = isal_zlib.compressobj(COMPRESS_LEVEL, isal_zlib.DEFLATED, 31)  # 31: gzip wrapper, mtime 0
+    return packer.compress(header) + packer.compress(voxels) + packer.flush()
 
 
 def encode(image: nib.Nifti1Image) -> tuple[bytes, memoryview]:

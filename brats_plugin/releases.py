@@ -43,8 +43,6 @@ SEQUENCE_TOKENS: dict[str, frozenset[str]] = {
     SEGMENTATION: frozenset({"seg", "segmentation", "label", "labels", "mask", "gt"}),
 }
 
-#: Tissue kinds a label can stand for; the synthetic phantoms give each its MRI contrast.
-TISSUES = ("necrosis", "edema", "enhancing", "cavity", "cyst")
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,7 @@ class Label:
     value: int
     name: str
     abbreviation: str
-    tissue: str
+    tissue: str  # necrosis, edema, enhancing, cavity or cyst: what the synthetic phantoms draw
     nnunet: int
 
 
@@ -119,7 +117,7 @@ class Release:
         raise KeyError(f"BraTS {self.key} has no label {value}")
 
     def label_of_tissue(self, tissue: str) -> Label | None:
-        """The label standing for a tissue kind (see :data:`TISSUES`), or None if the release has none."""
+        """The label standing for a tissue kind (see :attr:`Label.tissue`), or None if the release has none."""
         return next((label for label in self.labels if label.tissue == tissue), None)
 
     def nnunet_labels(self, regions: bool) -> tuple[dict[str, int | list[int]], list[int] | None]:
@@ -216,7 +214,7 @@ RELEASES: dict[str, Release] = {
             "2024-PED", "BraTS 2024 paediatric tumours", r"BraTS-PED-\d{5}-\d{3}", _2023_TOKENS,
             (
                 Label(1, "enhancing tumor", "ET", "enhancing", 4),
-                Label(2, "non-enhancing tumor", "NET", "necrosis", 2),
+                Label(2, "non-enhancing tumor core", "NETC", "necrosis", 2),
                 Label(3, "cystic component", "CC", "cyst", 3),
                 Label(4, "peritumoral edema", "ED", "edema", 1),
             ),

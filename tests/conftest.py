@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from brats_plugin import write_synthetic_release
 SMALL_SHAPE = (40, 48, 36)
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CASE = REPO.parent / "shared" / "data" / "TCGA-DU-7294"
+#: The ``brats`` command, run with this interpreter (works whether or not the venv is activated).
+BRATS = [sys.executable, "-m", "brats_plugin.cli"]
 
 
 @pytest.fixture(scope="session")

@@ -258,3 +258,11 @@ def test_nonzero_box():
     array[5, 3, 1] = 2
     assert cases.nonzero_box(array) == (slice(2, 6), slice(3, 4), slice(1, 5))
     assert cases.nonzero_box(np.asfortranarray(array)) == (slice(2, 6), slice(3, 4), slice(1, 5))
+
+
+def test_unsupported_release_named_by_folder(tmp_path):
+    folder = tmp_path / "BraTS-MEN-RT-0001-1"
+    folder.mkdir()
+    (folder / "BraTS-MEN-RT-0001-1_t1c.nii.gz").write_bytes(b"")
+    with pytest.raises(BratsInputError, match="2024-MEN-RT is not supported"):
+        find_case(folder)

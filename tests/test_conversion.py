@@ -1,10 +1,10 @@
 """`brats convert`: every release layout to an nnU-Net raw dataset; resumable; clear errors."""
+import gzip
 import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from brats_plugin import convert_release, find_cases, get_release, write_synthet
 from brats_plugin.errors import BratsInputError
 from brats_plugin.releases import SEQUENCES
 
-BRATS = [sys.executable, "-m", "brats_plugin.cli"]
+from conftest import BRATS
 
 
 def _dataset(folders, dataset_id, name):
@@ -62,7 +62,7 @@ def test_region_and_label_modes_write_nnunet_labels(synthetic_source, nnunet_fol
     assert regions["regions_class_order"] == [1, 2, 4, 3]
     convert_release(source, 512, name="PEDLabels", release="2024-PED", regions=False, progress=False)
     labels = json.loads((_dataset(nnunet_folders, 512, "PEDLabels") / "dataset.json").read_text())
-    assert labels["labels"] == {"background": 0, "peritumoral edema": 1, "non-enhancing tumor": 2,
+    assert labels["labels"] == {"background": 0, "peritumoral edema": 1, "non-enhancing tumor core": 2,
                                 "cystic component": 3, "enhancing tumor": 4}
     assert "regions_class_order" not in labels
     assert labels["brats"]["label_mode"] == "labels"
@@ -125,35 +125,45 @@ def test_rerun_skips_finished_cases_and_clears_partial_files(synthetic_source, n
     assert sorted(p.name for p in labels.iterdir()) == [f"BraTS2021_0000{i}.nii.gz" for i in (1, 2, 3)]
 
 
-def test_killed_conversion_resumes_to_the_same_result(nnunet_folders, tmp_path):
-    source = tmp_path / "source"
-    write_synthetic_release(source, "2021", 8, shape=(96, 96, 72), seed=3)
+def _finished_cases(dataset: Path) -> int:
+    labels = dataset / "labelsTr"
+    if not labels.is_dir():
+        return 0
+    return sum(1 for label in labels.glob("*.nii.gz")
+               if all((dataset / "imagesTr" / f"{label.name[:-7]}_{c:04d}.nii.gz").exists() for c in range(4)))
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.0, 1.5, 2.5])
+def test_killed_conversion_resumes_to_the_same_result(delay, nnunet_folders, _synthetic_cache):
+    """SIGKILL at some moment, then re-run: finished cases are skipped, the result equals a clean run."""
+    source = _synthetic_cache("2021", 24, False, 1)
     command = BRATS + ["convert", str(source), "--dataset-id", "518", "-j", "1"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    labels = _dataset(nnunet_folders, 518, "BraTS2021") / "labelsTr"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (labels.is_dir() and any(labels.glob("*.nii.gz"))):
-        time.sleep(0.01)
+    time.sleep(delay)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
-    done_before = len(list(labels.glob("*.nii.gz")))
-    assert 1 <= done_before < 8, "the kill should land mid-way"
-    assert not (labels.parent / "dataset.json").exists()
+    dataset = _dataset(nnunet_folders, 518, "BraTS2021")
+    finished = _finished_cases(dataset)
+    visible = [p for p in dataset.rglob("*") if p.is_file() and ".part-" not in p.name]
+    assert all(p.name.endswith(".nii.gz") or p.name == "dataset.json" for p in visible)
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{8 - done_before} converted, {done_before} already done" in resumed.stdout \
-        or f"{9 - done_before} converted, {done_before - 1} already done" in resumed.stdout
+    assert f"{24 - finished} converted, {finished} already done" in resumed.stdout
     clean = convert_release(source, 519, name="Clean", progress=False)
-    for name in sorted(p.name for p in (clean.dataset_folder / "labelsTr").iterdir()):
-        assert (labels / name).read_bytes() == (clean.dataset_folder / "labelsTr" / name).read_bytes()
-    assert not [p for p in labels.parent.rglob(".*") if ".part-" in p.name]
+    for folder in ("labelsTr", "imagesTr"):
+        names = sorted(p.name for p in (clean.dataset_folder / folder).iterdir())
+        assert names == sorted(p.name for p in (dataset / folder).iterdir())
+        for name in names:
+            assert (dataset / folder / name).read_bytes() == (clean.dataset_folder / folder / name).read_bytes()
+    assert json.loads((dataset / "dataset.json").read_text())["numTraining"] == 24
+    assert not [p for p in dataset.rglob(".*") if ".part-" in p.name]
 
 
 def test_overwrite_replaces_stale_cases(synthetic_source, nnunet_folders):
     source = synthetic_source("2021", cases=3)
     result = convert_release(source, 520, progress=False)
     shutil.rmtree(source / "BraTS2021_00003")
-    with pytest.raises(BratsInputError, match="holds cases not in the source \\(BraTS2021_00003\\).*--overwrite"):
+    with pytest.raises(BratsInputError, match="holds files of cases not in the source \\(BraTS2021_00003.*--overwrite"):
         convert_release(source, 520, progress=False)
     again = convert_release(source, 520, overwrite=True, progress=False)
     assert again.training_cases == 2
@@ -183,29 +193,32 @@ def test_bad_label_in_one_case_fails_cleanly(synthetic_source, nnunet_folders):
     nib.save(nib.Nifti1Image(labels, image.affine, image.header), seg)
     completed = _run(["convert", str(source), "--dataset-id", "521"])
     _assert_input_error(completed, str(seg), "labels [7] are not BraTS 2021 labels")
-    target = _dataset(nnunet_folders, 521, "BraTS2021")
-    assert not (target / "dataset.json").exists()
-    assert not (target / "labelsTr" / "BraTS2021_00002.nii.gz").exists()
-    assert not [p for p in target.rglob(".*") if ".part-" in p.name]
+    assert not _dataset(nnunet_folders, 521, "BraTS2021").exists()  # other cases were valid: still nothing
 
 
 @pytest.mark.parametrize("damage, fragments", [
-    ("missing", ["BraTS2021_00001: missing FLAIR sequence"]),
-    ("shape", ["BraTS2021_00001_flair.nii.gz: shape (40, 48, 30) differs"]),
-    ("truncated", ["BraTS2021_00001_flair.nii.gz: truncated or corrupt"]),
+    ("missing", ["BraTS2021_00003: missing FLAIR sequence"]),
+    ("shape", ["BraTS2021_00003_flair.nii.gz: shape (40, 48, 30) differs"]),
+    ("truncated", ["BraTS2021_00003_flair.nii.gz: truncated or corrupt"]),
+    ("header", ["BraTS2021_00003_flair.nii.gz: not a readable NIfTI file"]),
 ])
 def test_damaged_case_is_reported_before_anything_is_written(damage, fragments, synthetic_source, nnunet_folders):
-    source = synthetic_source("2021", cases=1)
-    flair = source / "BraTS2021_00001" / "BraTS2021_00001_flair.nii.gz"
+    source = synthetic_source("2021", cases=3)
+    flair = source / "BraTS2021_00003" / "BraTS2021_00003_flair.nii.gz"
     if damage == "missing":
         flair.unlink()
     elif damage == "shape":
         nib.save(nib.Nifti1Image(np.zeros((40, 48, 30), np.int16), nib.load(flair).affine), flair)
-    else:
+    elif damage == "truncated":
         flair.write_bytes(flair.read_bytes()[:-2000])
+    else:
+        image = nib.load(flair)
+        raw = bytearray(gzip.decompress(flair.read_bytes()))
+        raw[70:72] = (999).to_bytes(2, "little")  # datatype code nibabel does not know
+        flair.write_bytes(gzip.compress(bytes(raw)))
     completed = _run(["convert", str(source), "--dataset-id", "522"])
     _assert_input_error(completed, *fragments)
-    assert not list(_dataset(nnunet_folders, 522, "BraTS2021").glob("*/*.nii.gz"))
+    assert not _dataset(nnunet_folders, 522, "BraTS2021").exists()  # nothing written, not even folders
 
 
 def test_empty_source(tmp_path, nnunet_folders):
@@ -226,10 +239,16 @@ def test_nnunet_raw_unset(synthetic_source, monkeypatch):
                         "nnUNet_raw is not set", "export nnUNet_raw=")
 
 
-def test_unwritable_output(synthetic_source, nnunet_folders):
+def test_unwritable_output(synthetic_source, nnunet_folders, tmp_path):
     (nnunet_folders["nnUNet_raw"] / "Dataset526_BraTS2021").write_text("a file where a folder should be")
     _assert_input_error(_run(["convert", str(synthetic_source("2021", 1)), "--dataset-id", "526"]),
-                        "Dataset526_BraTS2021/imagesTr: cannot write there")
+                        "Dataset526_BraTS2021: exists and is not a folder", "--overwrite")
+    completed = _run(["convert", str(synthetic_source("2021", 1)), "--dataset-id", "526", "--overwrite"])
+    assert completed.returncode == 0, completed.stderr
+    (tmp_path / "plain-file").write_text("x")
+    env = dict(os.environ, nnUNet_raw=str(tmp_path / "plain-file" / "raw"))
+    _assert_input_error(_run(["convert", str(synthetic_source("2021", 1)), "--dataset-id", "526"], env=env),
+                        "nnUNet_raw=", "cannot create it")
 
 
 def test_unsupported_release_named(synthetic_source, nnunet_folders):
@@ -248,6 +267,7 @@ def test_ambiguous_release_asks_for_release(synthetic_source, nnunet_folders, tm
 
 def test_wrong_explicit_release_is_caught_by_labels(synthetic_source, nnunet_folders):
     source = synthetic_source("2023-GLI", cases=1)
+    (source / "BraTS-GLI-00001-000").rename(source / "patient1")  # no BraTS naming: only labels can tell
     completed = _run(["convert", str(source), "--dataset-id", "529", "--release", "2021"])
     _assert_input_error(completed, "labels [3] are not BraTS 2021 labels")
 
@@ -267,3 +287,44 @@ def test_shared_real_case_converts_as_2021(nnunet_folders, tmp_path):
     assert np.array_equal(ours.affine, nib.load(SHARED_CASE / "TCGA-DU-7294_t1_bet.nii.gz").affine)
     assert Path(target / "imagesTr" / "TCGA-DU-7294_0001.nii.gz").stat().st_size == \
         (SHARED_CASE / "TCGA-DU-7294_t1c_bet.nii.gz").stat().st_size
+
+
+def test_explicit_release_must_fit_brats_names(synthetic_source, nnunet_folders):
+    completed = _run(["convert", str(synthetic_source("2021", 1)), "--dataset-id", "531", "--release", "2024-GLI"])
+    _assert_input_error(completed, "BraTS2021_00001: named like BraTS 2021", "check --release")
+    same_labels = _run(["convert", str(synthetic_source("2018", 1)), "--dataset-id", "532", "--release", "2021"])
+    assert same_labels.returncode == 0, same_labels.stderr
+
+
+def test_unsupported_release_by_its_names(tmp_path, nnunet_folders):
+    case = tmp_path / "BraTS-MEN-RT-0001-1"
+    case.mkdir(parents=True)
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), np.eye(4)), case / "BraTS-MEN-RT-0001-1_t1c.nii.gz")
+    _assert_input_error(_run(["convert", str(tmp_path), "--dataset-id", "533"]),
+                        "BraTS-MEN-RT-0001-1: release 2024-MEN-RT is not supported", "T1Gd image only")
+
+
+@pytest.mark.parametrize("damage", ["empty-file", "huge-label", "rgb"])
+def test_damaged_segmentation_in_auto_mode(damage, synthetic_source, nnunet_folders):
+    """2023/2024 GLI share names, so auto mode reads labels first: damage there is a one-line error too."""
+    source = synthetic_source("2023-GLI", cases=2)
+    seg = source / "BraTS-GLI-00002-000" / "BraTS-GLI-00002-000-seg.nii.gz"
+    affine = nib.load(seg).affine
+    if damage == "empty-file":
+        seg.write_bytes(b"")
+    elif damage == "huge-label":
+        labels = np.asanyarray(nib.load(seg).dataobj).astype(np.float32)
+        labels[0, 0, 0] = 1e12
+        nib.save(nib.Nifti1Image(labels, affine), seg)
+    else:
+        rgb = np.zeros((40, 48, 36), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+        nib.save(nib.Nifti1Image(rgb, affine), seg)
+    completed = _run(["convert", str(source), "--dataset-id", "534"])
+    _assert_input_error(completed, str(seg))
+
+
+def test_auto_release_reads_labels_for_shared_names(synthetic_source, nnunet_folders):
+    result = convert_release(synthetic_source("2023-GLI", cases=2), 535, progress=False)
+    assert result.release.key == "2023-GLI"
+    result = convert_release(synthetic_source("2024-GLI", cases=4), 536, progress=False)
+    assert result.release.key == "2024-GLI"  # a resection cavity (label 4) is labelled in some case

@@ -1,9 +1,11 @@
 """Convert a BraTS release on disk into an nnU-Net raw dataset (``$nnUNet_raw/DatasetNNN_Name``).
 
-Images are hard-linked (copied across file systems), segmentations remapped to nnU-Net's consecutive
-labels and written as uint8 on the T1's exact grid. Every file appears under its final name only when
-complete, and ``dataset.json`` is written last, so an interrupted run leaves no half-written file and a
-re-run finishes the job without redoing finished cases.
+Every case is validated (and its label file built in memory) before anything is written, so bad
+input leaves the output untouched. Then images are hard-linked (copied across file systems) and the
+segmentations, remapped to nnU-Net's consecutive labels and put as uint8 on the T1's exact grid, are
+written. Every file appears under its final name only when complete, and ``dataset.json`` is written
+last, so an interrupted run leaves no half-written file and a re-run finishes the job without redoing
+finished cases.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 
 import numpy as np
+from isal import igzip
 from tqdm import tqdm
 
 from brats_plugin import cases as case_io, nifti
@@ -25,7 +28,6 @@ from brats_plugin.version import __version__
 from brats_plugin.errors import BratsInputError
 from brats_plugin.releases import SEQUENCES, Release, get_release
 
-T = TypeVar("T")
 R = TypeVar("R")
 
 #: dataset.json key under which we record what nnU-Net itself does not need: the BraTS release and
@@ -61,8 +63,8 @@ def nnunet_raw_folder() -> Path:
     """The folder ``$nnUNet_raw`` names; a clear error if it is unset or missing."""
     value = os.environ.get("nnUNet_raw")
     if not value:
-        raise BratsInputError("nnUNet_raw is not set: export nnUNet_raw=/path/to/nnUNet_raw (a folder for "
-                              "nnU-Net raw datasets), or run: eval \"$(brats env)\"")
+        raise BratsInputError("nnUNet_raw is not set: export nnUNet_raw=/path/to/nnUNet_raw (the folder for "
+                              "nnU-Net raw datasets; see nnU-Net's documentation on setting up paths)")
     folder = Path(value)
     if not folder.is_dir():
         try:
@@ -118,43 +120,55 @@ def convert_release(source: str | os.PathLike, dataset_id: int, *, name: str | N
         raise BratsInputError(f"--name {name!r}: use letters, digits, '_' and '-' only")
     target = raw / dataset_folder_name(dataset_id, name)
     _check_dataset_id_free(dataset_id, target)
+    _check_writable(raw)
     file_ending = _file_ending([p for case in training + testing for p in case.files])
-    folders = {"imagesTr": target / "imagesTr", "labelsTr": target / "labelsTr", "imagesTs": target / "imagesTs"}
-    if overwrite and target.exists():
-        shutil.rmtree(target)
-    _prepare_folders(target, folders, training, testing, file_ending, bool(testing))
+    plans = [_CasePlan(case, target / "imagesTr", target / "labelsTr", file_ending) for case in training]
+    plans += [_CasePlan(case, target / "imagesTs", None, file_ending) for case in testing]
+    if not overwrite:
+        _check_no_stale_cases(target, plans)
+    to_do = plans if overwrite else [plan for plan in plans if not plan.done()]
 
-    tasks = [(case, chosen, folders["imagesTr"], folders["labelsTr"], file_ending, read_all_voxels)
-             for case in training]
-    tasks += [(case, chosen, folders["imagesTs"], None, file_ending, read_all_voxels) for case in testing]
-    outcomes = _run_parallel(_convert_case_task, tasks, jobs, progress, f"converting {target.name}")
-
+    # 1. validate every case and build its label file in memory: nothing is written until all pass
+    label_files = _run_parallel(_prepare_case, [(plan.case, chosen, plan.labels is not None, read_all_voxels)
+                                                for plan in to_do], jobs, progress, "checking cases")
+    # 2. write: label files, then hard-linked images, case by case; dataset.json last
+    if overwrite and (target.exists() or target.is_symlink()):
+        _remove(target)
     placements: dict[str, int] = {}
-    for outcome in outcomes:
-        for how in outcome:
+    bar = tqdm(total=len(to_do), desc=f"writing {target.name}", unit="case", disable=None if progress else True,
+               leave=False)
+    for plan, label_file in zip(to_do, label_files):
+        for how in plan.write(label_file):
             placements[how] = placements.get(how, 0) + 1
+        bar.update()
+    bar.close()
     _write_dataset_json(target, chosen, regions, len(training), file_ending, name)
-    converted = sum(1 for o in outcomes if o)
-    return ConversionResult(target, chosen, regions, len(training), len(testing), converted,
-                            len(outcomes) - converted, time.perf_counter() - started, placements)
+    return ConversionResult(target, chosen, regions, len(training), len(testing), len(to_do),
+                            len(plans) - len(to_do), time.perf_counter() - started, placements)
 
 
 # ---- choosing the release ---------------------------------------------------------------------------
 
 def _choose_release(requested: str, training: list[case_io.Case], jobs: int, source: str) -> Release:
     if requested != "auto":
-        return get_release(requested)
+        chosen = get_release(requested)
+        case_io.check_release_fits_names(chosen, [c.case_id for c in training])
+        return chosen
     candidates = case_io.releases_for_case_ids([c.case_id for c in training])
-    if len({(tuple(r.labels), r.training_regions) for r in candidates}) == 1:
+    if all(case_io.same_conventions(candidates[0], other) for other in candidates):
         return case_io.narrow_by_labels(candidates, set(), source)
     seen: set[int] = set()
-    for present in _run_parallel(_labels_in_segmentation, [(c.segmentation,) for c in training], jobs,
-                                 False, "reading labels"):
+    for case, present in zip(training, _run_parallel(_labels_in_segmentation, [(c.segmentation,) for c in training],
+                                                     jobs, False, "reading labels")):
+        if not any(set(present) <= set(r.label_values) for r in candidates):
+            raise BratsInputError(f"{case.segmentation}: labels {present} fit no BraTS release named like "
+                                  f"{case.case_id} ({', '.join(r.key for r in candidates)})")
         seen.update(present)
     return case_io.narrow_by_labels(candidates, seen, source)
 
 
 def _labels_in_segmentation(path: Path) -> list[int]:
+    case_io.check_image(nifti.load(path), read_all_voxels=False)
     return case_io.labels_present(case_io.read_label_values(path))
 
 
@@ -178,32 +192,43 @@ def _file_ending(files: Iterable[Path]) -> str:
     return ".nii" if all(nifti.nifti_ending(p.name) == ".nii" for p in files) else ".nii.gz"
 
 
-def _prepare_folders(target: Path, folders: dict[str, Path], training: list[case_io.Case],
-                     testing: list[case_io.Case], file_ending: str, with_test: bool) -> None:
-    """Create the folders (checking they are writable) or make an existing dataset ready to resume."""
-    wanted = {"imagesTr": {c.case_id for c in training}, "labelsTr": {c.case_id for c in training},
-              "imagesTs": {c.case_id for c in testing}}
-    for key, folder in folders.items():
-        if key == "imagesTs" and not with_test:
+def _check_writable(folder: Path) -> None:
+    try:
+        probe = folder / f".brats-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise BratsInputError(f"{folder}: cannot write there ({error.strerror or error})") from None
+
+
+def _check_no_stale_cases(target: Path, plans: list["_CasePlan"]) -> None:
+    """Refuse to resume into a dataset folder that holds cases the source does not have."""
+    if not target.is_dir():
+        if target.exists():
+            raise BratsInputError(f"{target}: exists and is not a folder; pass --overwrite to replace it")
+        return
+    wanted: dict[Path, set[str]] = {}
+    for plan in plans:
+        for folder in (plan.images, plan.labels):
+            if folder is not None:
+                wanted.setdefault(folder, set()).update(p.name for p in plan.outputs() if p.parent == folder)
+    for folder, names in wanted.items():
+        if not folder.is_dir():
             continue
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            nifti.remove_partial_files(folder)
-            probe = folder / f".write-test-{os.getpid()}"
-            probe.touch()
-            probe.unlink()
-        except OSError as error:
-            raise BratsInputError(f"{folder}: cannot write there ({error.strerror})") from None
-        stale = sorted({_case_id_of_output(p.name, key, file_ending) for p in folder.iterdir()
-                        if not p.name.startswith(".")} - wanted[key])
+        stale = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".") and p.name not in names)
         if stale:
-            raise BratsInputError(f"{folder}: holds cases not in the source ({', '.join(stale[:3])}"
+            raise BratsInputError(f"{folder}: holds files of cases not in the source ({', '.join(stale[:3])}"
                                   f"{' ...' if len(stale) > 3 else ''}); pass --overwrite to start afresh")
 
 
-def _case_id_of_output(file_name: str, folder_key: str, file_ending: str) -> str:
-    stem = file_name[: -len(file_ending)] if file_name.endswith(file_ending) else file_name
-    return stem if folder_key == "labelsTr" else re.sub(r"_\d{4}$", "", stem)
+def _remove(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except OSError as error:
+        raise BratsInputError(f"{path}: cannot remove it for --overwrite ({error.strerror or error})") from None
 
 
 def _write_dataset_json(target: Path, release: Release, regions: bool, num_training: int,
@@ -240,26 +265,58 @@ def brats_block(release: Release, regions: bool) -> dict:
 
 # ---- one case ---------------------------------------------------------------------------------------
 
-def _convert_case_task(case: case_io.Case, release: Release, images: Path, labels: Path | None,
-                       file_ending: str, read_all_voxels: bool) -> list[str]:
-    """Convert one case; return how each image was placed (empty list if it was already done)."""
-    image_targets = [images / f"{case.case_id}_{i:04d}{file_ending}" for i in range(len(SEQUENCES))]
-    label_target = labels / f"{case.case_id}{file_ending}" if labels else None
-    if all(p.exists() for p in image_targets + ([label_target] if label_target else [])):
-        return []
+@dataclass
+class _CasePlan:
+    """Where one case's files go."""
+
+    case: case_io.Case
+    images: Path
+    labels: Path | None
+    file_ending: str
+
+    def image_targets(self) -> list[Path]:
+        return [self.images / f"{self.case.case_id}_{i:04d}{self.file_ending}" for i in range(len(SEQUENCES))]
+
+    def label_target(self) -> Path | None:
+        return self.labels / f"{self.case.case_id}{self.file_ending}" if self.labels else None
+
+    def outputs(self) -> list[Path]:
+        return self.image_targets() + ([self.label_target()] if self.labels else [])
+
+    def done(self) -> bool:
+        """All outputs exist: each appeared only when complete, so the case is finished."""
+        return all(p.exists() for p in self.outputs())
+
+    def write(self, label_file: bytes | None) -> list[str]:
+        """Write the label file, then place the images; return how each image was placed."""
+        target = self.label_target()
+        try:
+            for folder in (self.images, self.labels):
+                if folder is not None:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    nifti.remove_partial_files(folder)
+            if target is not None:
+                data = label_file if self.file_ending == ".nii.gz" else igzip.decompress(label_file)
+                nifti.write_bytes_atomic(data, target)
+            placed = []
+            for sequence, target in zip(SEQUENCES, self.image_targets()):
+                placed.append(nifti.place_file(self.case.sequences[sequence], target))
+        except OSError as error:
+            raise BratsInputError(f"{target or self.images}: cannot write ({error.strerror or error})") from None
+        return placed
+
+
+def _prepare_case(case: case_io.Case, release: Release, with_labels: bool, read_all_voxels: bool) -> bytes | None:
+    """Validate one case; return its nnU-Net label file as ``.nii.gz`` bytes (None without labels).
+
+    The labels are remapped to nnU-Net's and put on the T1's exact grid (header copied from the T1).
+    """
     reference = case_io.check_case(case, read_all_voxels=read_all_voxels)
-    target = label_target
-    try:
-        if label_target is not None:
-            labels = case_io.read_label_values(case.segmentation)
-            mapped = case_io.to_nnunet_labels(labels, release, case.segmentation)
-            nifti.save(nifti.like(mapped, reference, np.uint8), label_target)
-        placed = []
-        for sequence, target in zip(SEQUENCES, image_targets):
-            placed.append(nifti.place_file(case.sequences[sequence], target))
-    except OSError as error:
-        raise BratsInputError(f"{target}: cannot write ({error.strerror or error})") from None
-    return placed
+    if not with_labels:
+        return None
+    labels = case_io.read_label_values(case.segmentation)
+    mapped = case_io.to_nnunet_labels(labels, release, case.segmentation)
+    return nifti.to_file_bytes(nifti.like(mapped, reference, np.uint8), compressed=True)
 
 
 def _run_parallel(function: Callable[..., R], tasks: list[tuple], jobs: int, progress: bool,

@@ -1,0 +1,98 @@
+"""``nnUNetTrainerGDL``: nnU-Net's trainer with the generalised Dice loss (Sudre et al. 2017).
+
+Everything else is nnU-Net's: the planned 3D U-Net, deep supervision (nnU-Net's own weights: this
+trainer only swaps the loss inside nnU-Net's wrapper), augmentation, mixed precision and
+``torch.compile`` on GPU, the schedule. Each validation epoch also logs the Dice of every class or
+region and the generalised Dice score, in the training log and in ``validation_metrics.csv`` beside
+nnU-Net's ``progress.png``.
+"""
+from __future__ import annotations
+
+import csv
+from typing import List
+
+import numpy as np
+import torch
+from torch import distributed
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.collate_outputs import collate_outputs
+from nnunetv2.utilities.helpers import softmax_helper_dim1
+
+from brats_plugin.trainers.generalized_dice import GeneralizedDiceLoss, generalized_dice_score_from_counts
+
+METRICS_FILE = "validation_metrics.csv"
+
+
+def default_device() -> torch.device:
+    """``cuda`` when there is a GPU, else ``mps`` on Apple silicon, else ``cpu``."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class nnUNetTrainerGDL(nnUNetTrainer):
+    """nnU-Net training with the generalised Dice loss alone (as in the original BraTS project)."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = default_device()):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+
+    def generalized_dice_loss(self) -> GeneralizedDiceLoss:
+        """The loss for this dataset: softmax without background for labels, sigmoid for regions."""
+        regions = self.label_manager.has_regions
+        loss = GeneralizedDiceLoss(apply_nonlin=torch.sigmoid if regions else softmax_helper_dim1,
+                                   include_background=regions, batch=self.configuration_manager.batch_dice,
+                                   ddp=self.is_ddp)
+        return torch.compile(loss) if self._do_i_compile() else loss
+
+    def _build_loss(self):
+        if self.label_manager.has_ignore_label:
+            raise RuntimeError(f"{type(self).__name__} does not support an ignore label; use nnUNetTrainerGDLCE")
+        loss = super()._build_loss()
+        if isinstance(loss, DeepSupervisionWrapper):  # keep nnU-Net's deep-supervision weights
+            loss.loss = self.generalized_dice_loss()
+            return loss
+        return self.generalized_dice_loss()
+
+    def on_validation_epoch_end(self, val_outputs: List[dict]):
+        super().on_validation_epoch_end(val_outputs)
+        tp, fp, fn = self._validation_counts(val_outputs)
+        score = generalized_dice_score_from_counts(tp, fp, fn)
+        dice = self.logger.get_value("dice_per_class_or_region", step=-1)
+        self.print_to_log_file(f"Generalised Dice score {score:.4f}; Dice per "
+                               f"{'region' if self.label_manager.has_regions else 'class'}: "
+                               + ", ".join(f"{name} {value:.4f}" for name, value in zip(self._class_names(), dice)))
+        if self.local_rank == 0:
+            self._append_metrics_row([self.current_epoch, *dice, score])
+
+    def _validation_counts(self, val_outputs: List[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Summed true/false positives and false negatives per class of this epoch, over all ranks."""
+        collated = collate_outputs(val_outputs)
+        counts = [np.sum(collated[key], 0) for key in ("tp_hard", "fp_hard", "fn_hard")]
+        if self.is_ddp:
+            gathered = [None] * distributed.get_world_size()
+            distributed.all_gather_object(gathered, counts)
+            counts = [np.sum([rank[i] for rank in gathered], 0) for i in range(3)]
+        return counts[0], counts[1], counts[2]
+
+    def _class_names(self) -> list[str]:
+        labels = self.dataset_json["labels"]
+        return [name for name in labels if name not in ("background", "ignore")]
+
+    def _append_metrics_row(self, row: list) -> None:
+        path = f"{self.output_folder}/{METRICS_FILE}"
+        new = self.current_epoch == 0 or not _exists(path)
+        with open(path, "w" if self.current_epoch == 0 else "a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(["epoch", *(f"dice_{n.replace(' ', '_')}" for n in self._class_names()),
+                                 "generalized_dice_score"])
+            writer.writerow([row[0], *(f"{v:.6f}" for v in row[1:])])
+
+
+def _exists(path: str) -> bool:
+    import os
+    return os.path.exists(path)
