@@ -29,7 +29,7 @@ setup(
         "isal",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "hypothesis"],
+        "test": ["pytest>=8", "pytest-timeout", "hypothesis", "monai"],
     },
     entry_points={"console_scripts": ["brats=brats_plugin.cli:main"]},
     classifiers=[

@@ -118,6 +118,44 @@ def _run_demo(args: argparse.Namespace) -> None:
     run_demo(args.output, training_cases=args.cases, say=lambda line: print(line, flush=True))
 
 
+def _add_env(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "env", help="print the shell lines that let nnU-Net's own commands find our trainers",
+        description="Print 'export nnUNet_extTrainer=...' (and hints for unset nnU-Net folders), so that the "
+                    "unmodified nnUNetv2_train / nnUNetv2_predict find nnUNetTrainerGDL and its variants.",
+        epilog='example:\n  eval "$(brats env)"\n  nnUNetv2_train 501 3d_fullres 0 -tr nnUNetTrainerGDL',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(run=_run_env)
+
+
+def _run_env(args: argparse.Namespace) -> None:
+    from brats_plugin.nnunet_commands import shell_exports
+    print("\n".join(shell_exports()))
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "train", help="run nnUNetv2_train with our trainers available (default -tr nnUNetTrainerGDL)",
+        description="Run nnU-Net's own nnUNetv2_train DATASET CONFIG FOLD with nnUNet_extTrainer set. Any further "
+                    "flags go to nnUNetv2_train unchanged. Without -tr the trainer is nnUNetTrainerGDL; without "
+                    "-device it is cuda when there is a GPU, else mps on Apple silicon, else cpu.",
+        epilog="example:\n  brats train 501 3d_fullres 0\n  brats train 501 3d_fullres all -tr nnUNetTrainerGDLCE "
+               "--npz\n  brats train 501 3d_fullres 0 -num_gpus 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset", metavar="DATASET", help="dataset id or name, e.g. 501")
+    parser.add_argument("configuration", metavar="CONFIG", help="e.g. 3d_fullres")
+    parser.add_argument("fold", metavar="FOLD", help="0-4 or all")
+    parser.add_argument("nnunet_arguments", nargs=argparse.REMAINDER, metavar="...",
+                        help="more nnUNetv2_train flags")
+    parser.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from brats_plugin.nnunet_commands import train_arguments, run_nnunet_passthrough
+    return run_nnunet_passthrough("nnUNetv2_train", train_arguments(
+        args.dataset, args.configuration, args.fold, args.nnunet_arguments))
+
+
 # ---- entry point ------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(commands)
     _add_synth(commands)
     _add_demo(commands)
+    _add_env(commands)
+    _add_train(commands)
     return parser
 
 
@@ -144,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # nibabel logs header problems itself; our one-line error already names the file and the problem
     logging.getLogger("nibabel.global").setLevel(logging.CRITICAL)
     try:
-        args.run(args)
+        status = args.run(args)
     except BratsInputError as error:
         print(f"brats: error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
@@ -154,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("brats: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

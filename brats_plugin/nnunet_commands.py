@@ -6,6 +6,7 @@ nnU-Net), then on ``PATH``, so they work from a venv that is not activated.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -42,3 +43,38 @@ def run_nnunet(name: str, arguments: Sequence[str], *, env: Mapping[str, str] | 
     """Run ``name arguments...``; raise :class:`subprocess.CalledProcessError` if it fails."""
     return subprocess.run([nnunet_executable(name), *arguments], env=None if env is None else dict(env),
                           timeout=timeout, check=True, capture_output=capture, text=True)
+
+
+def with_extension_trainers(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this environment) with our trainer folder first in ``nnUNet_extTrainer``."""
+    from brats_plugin.trainers import NNUNET_EXT_FOLDER
+    environment = dict(os.environ if base is None else base)
+    existing = [p for p in environment.get("nnUNet_extTrainer", "").split(os.pathsep)
+                if p and p != str(NNUNET_EXT_FOLDER)]
+    environment["nnUNet_extTrainer"] = os.pathsep.join([str(NNUNET_EXT_FOLDER), *existing])
+    return environment
+
+
+def shell_exports() -> list[str]:
+    """The ``export`` lines that let nnU-Net's own commands find our trainers (``brats env``)."""
+    lines = [f"export nnUNet_extTrainer={shlex.quote(with_extension_trainers()['nnUNet_extTrainer'])}"]
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        if not os.environ.get(name):
+            lines.append(f"# {name} is not set: export {name}=/path/to/{name}")
+    return lines
+
+
+def train_arguments(dataset: str, configuration: str, fold: str, extra: Sequence[str]) -> list[str]:
+    """nnUNetv2_train's arguments, with ``-tr nnUNetTrainerGDL`` and the best device unless given."""
+    from brats_plugin.devices import default_device
+    arguments = [dataset, configuration, fold, *extra]
+    if "-tr" not in extra:
+        arguments += ["-tr", "nnUNetTrainerGDL"]
+    if "-device" not in extra:
+        arguments += ["-device", default_device().type]
+    return arguments
+
+
+def run_nnunet_passthrough(name: str, arguments: Sequence[str]) -> int:
+    """Run an nnU-Net command with our trainers findable, its output straight to the terminal."""
+    return subprocess.run([nnunet_executable(name), *arguments], env=with_extension_trainers()).returncode

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Callable, Literal
 
+import numpy as np
 import torch
 from torch import distributed, nn
 
@@ -133,18 +134,36 @@ def generalized_dice_score(prediction: torch.Tensor, reference: torch.Tensor,
     """The generalised Dice score of hard masks, one value per sample (1 = perfect).
 
     ``prediction`` and ``reference`` are (b, c, ...) binary masks (one channel per class or region,
-    without background). Classes absent from the reference take the largest finite weight of the
-    sample. A sample whose reference is empty in every class scores 1 if the prediction is empty too,
-    else 0.
+    without background).
     """
     prediction, reference = prediction.to(torch.float64), reference.to(torch.float64)
     spatial = tuple(range(2, prediction.ndim))
-    intersection = (prediction * reference).sum(spatial)
-    referenced, predicted = reference.sum(spatial), prediction.sum(spatial)
+    return generalized_dice_score_of_sums((prediction * reference).sum(spatial), prediction.sum(spatial),
+                                          reference.sum(spatial), weight_type)
+
+
+def generalized_dice_score_of_sums(intersection: torch.Tensor, predicted: torch.Tensor, referenced: torch.Tensor,
+                                   weight_type: WeightType = "square") -> torch.Tensor:
+    """The score from per-class sums (last dimension = classes).
+
+    Classes absent from the reference take the largest finite weight; where the reference is empty in
+    every class the score is 1 if the prediction is empty too, else 0.
+    """
     weights = class_weights(referenced, weight_type)
     numerator = 2.0 * (weights * intersection).sum(-1)
     denominator = (weights * (referenced + predicted)).sum(-1)
     score = numerator / denominator.clamp_min(1e-300)
     nothing_referenced = (referenced == 0).all(-1)
-    nothing_predicted = (predicted == 0).all(-1).to(torch.float64)
+    nothing_predicted = (predicted == 0).all(-1).to(score.dtype)
     return torch.where(nothing_referenced, nothing_predicted, score)
+
+
+def generalized_dice_score_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray,
+                                       weight_type: WeightType = "square") -> float:
+    """The generalised Dice score from per-class true/false positive and false negative counts.
+
+    What nnU-Net's validation accumulates over an epoch; the reference volume of class l is tp + fn.
+    """
+    return float(generalized_dice_score_of_sums(torch.as_tensor(tp, dtype=torch.float64),
+                                                torch.as_tensor(tp + fp, dtype=torch.float64),
+                                                torch.as_tensor(tp + fn, dtype=torch.float64), weight_type))

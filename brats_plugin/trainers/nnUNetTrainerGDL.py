@@ -9,6 +9,7 @@ nnU-Net's ``progress.png``.
 from __future__ import annotations
 
 import csv
+import os
 from typing import List
 
 import numpy as np
@@ -19,18 +20,10 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 
+from brats_plugin.devices import default_device
 from brats_plugin.trainers.generalized_dice import GeneralizedDiceLoss, generalized_dice_score_from_counts
 
 METRICS_FILE = "validation_metrics.csv"
-
-
-def default_device() -> torch.device:
-    """``cuda`` when there is a GPU, else ``mps`` on Apple silicon, else ``cpu``."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 class nnUNetTrainerGDL(nnUNetTrainer):
@@ -84,7 +77,7 @@ class nnUNetTrainerGDL(nnUNetTrainer):
 
     def _append_metrics_row(self, row: list) -> None:
         path = f"{self.output_folder}/{METRICS_FILE}"
-        new = self.current_epoch == 0 or not _exists(path)
+        new = self.current_epoch == 0 or not os.path.exists(path)
         with open(path, "w" if self.current_epoch == 0 else "a", newline="") as handle:
             writer = csv.writer(handle)
             if new:
@@ -93,6 +86,3 @@ class nnUNetTrainerGDL(nnUNetTrainer):
             writer.writerow([row[0], *(f"{v:.6f}" for v in row[1:])])
 
 
-def _exists(path: str) -> bool:
-    import os
-    return os.path.exists(path)

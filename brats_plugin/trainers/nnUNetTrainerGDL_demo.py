@@ -1,0 +1,84 @@
+"""CPU-friendly variants for the demo and the tests: a slimmer planned 3D U-Net and short schedules.
+
+The network is nnU-Net's planned one (same stages, kernels, strides, deep supervision) with fewer
+feature maps per stage: on 2 CPU cores the full-width network costs several seconds per iteration,
+the slim one a fraction of that, which is what lets the demo model learn the synthetic task in
+minutes. Not for real data: train real BraTS with ``nnUNetTrainerGDL`` on a GPU.
+"""
+from __future__ import annotations
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import nn
+
+from brats_plugin.devices import default_device
+from brats_plugin.trainers.nnUNetTrainerGDL import nnUNetTrainerGDL
+from brats_plugin.trainers.nnUNetTrainerGDLCE import nnUNetTrainerGDLCE
+
+#: Feature maps per stage are the plan's divided by this (32..320 becomes 8..80).
+SLIM_FACTOR = 4
+
+
+def build_slim_network(configuration_manager: ConfigurationManager, num_input_channels: int,
+                       num_output_channels: int, enable_deep_supervision: bool = True) -> nn.Module:
+    """nnU-Net's planned network with :data:`SLIM_FACTOR` times fewer features per stage."""
+    arguments = dict(configuration_manager.network_arch_init_kwargs)
+    arguments["features_per_stage"] = [max(4, f // SLIM_FACTOR) for f in arguments["features_per_stage"]]
+    return get_network_from_plans(configuration_manager.network_arch_class_name, arguments,
+                                  configuration_manager.network_arch_init_kwargs_req_import, num_input_channels,
+                                  num_output_channels, allow_init=True, deep_supervision=enable_deep_supervision)
+
+
+class _Slim:
+    """Mixin: the slim network, everywhere nnU-Net builds one (training and prediction)."""
+
+    @staticmethod
+    def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        return build_slim_network(configuration_manager, num_input_channels, num_output_channels,
+                                  enable_deep_supervision)
+
+
+def _schedule(trainer: nnUNetTrainer, epochs: int, iterations: int, validation_iterations: int) -> None:
+    trainer.num_epochs = epochs
+    trainer.num_iterations_per_epoch = iterations
+    trainer.num_val_iterations_per_epoch = validation_iterations
+
+
+class nnUNetTrainerGDL_demo(_Slim, nnUNetTrainerGDL):
+    """The demo model: slim network, 20 epochs of 25 iterations (about 5 minutes on 2 CPU cores)."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = default_device()):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        _schedule(self, epochs=20, iterations=25, validation_iterations=5)
+
+
+class nnUNetTrainerGDL_demo_2epochs(_Slim, nnUNetTrainerGDL):
+    """For tests: slim network, 2 epochs of 2 iterations; proves the whole training path, learns nothing."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = default_device()):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        _schedule(self, epochs=2, iterations=2, validation_iterations=1)
+
+
+class nnUNetTrainerGDLCE_demo_2epochs(_Slim, nnUNetTrainerGDLCE):
+    """For tests: as ``nnUNetTrainerGDL_demo_2epochs`` with the GDL + cross-entropy loss."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = default_device()):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        _schedule(self, epochs=2, iterations=2, validation_iterations=1)
+
+
+class nnUNetTrainerDCCE_demo(_Slim, nnUNetTrainer):
+    """Stock nnU-Net loss (Dice + CE) on the slim demo network and schedule: the benchmark's baseline."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = default_device()):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        _schedule(self, epochs=20, iterations=25, validation_iterations=5)

@@ -1,0 +1,137 @@
+"""Our trainers through the real, unmodified nnU-Net commands, on label- and region-based datasets.
+
+Converts two small synthetic datasets (BraTS 2021 region-based, BraTS 2023 MET label-based), plans and
+preprocesses them with ``nnUNetv2_plan_and_preprocess``, trains with ``nnUNetv2_train -tr <ours>`` (and
+with ``brats train``), predicts with the stock ``nnUNetv2_predict``, and checks the losses the trainers
+build in process.
+"""
+import json
+import subprocess
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.run.run_training import get_trainer_from_args
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+from brats_plugin import convert_release, write_synthetic_release
+from brats_plugin.nnunet_commands import run_nnunet, small_machine_environment, with_extension_trainers
+from brats_plugin.trainers import (
+    GeneralizedDiceLoss, nnUNetTrainerGDL, nnUNetTrainerGDL_demo_2epochs, nnUNetTrainerGDLCE,
+)
+from conftest import BRATS, SMALL_SHAPE
+
+pytestmark = pytest.mark.integration
+REGIONS, LABELS = 701, 702
+NAMES = {REGIONS: "Dataset701_BraTS2021", LABELS: "Dataset702_BraTS2023MET"}
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    """Two converted, planned and preprocessed datasets; the environment that points at them."""
+    base = tmp_path_factory.mktemp("trainers")
+    folders = {name: base / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, folder in folders.items():
+            folder.mkdir()
+            patch.setenv(name, str(folder))
+        for key, dataset, regions in (("2021", REGIONS, True), ("2023-MET", LABELS, False)):
+            source = base / f"source-{key}"
+            write_synthetic_release(source, key, 6, shape=SMALL_SHAPE, seed=21)
+            test_source = base / f"test-{key}"
+            write_synthetic_release(test_source, key, 1, shape=SMALL_SHAPE, seed=21, first_index=50,
+                                    with_segmentation=False)
+            convert_release(source, dataset, regions=regions, test_source=test_source, progress=False)
+        environment = with_extension_trainers(small_machine_environment())
+        patch.setenv("nnUNet_extTrainer", environment["nnUNet_extTrainer"])
+        run_nnunet("nnUNetv2_plan_and_preprocess", ["-d", str(REGIONS), str(LABELS), "-c", "3d_fullres", "-np", "1"],
+                   env=environment, timeout=900, capture=True)
+        yield folders, environment
+
+
+def _trainer(cls, dataset):
+    """The trainer nnU-Net's own training entry point makes, found by name (nnUNet_extTrainer)."""
+    trainer = get_trainer_from_args(str(dataset), "3d_fullres", 0, cls.__name__, device=torch.device("cpu"))
+    assert type(trainer) is cls
+    trainer.initialize()
+    return trainer
+
+
+@pytest.mark.parametrize("dataset", [REGIONS, LABELS])
+@pytest.mark.parametrize("cls", [nnUNetTrainerGDL, nnUNetTrainerGDLCE])
+def test_trainers_build_the_loss_inside_nnunets_deep_supervision(cls, dataset, planned):
+    trainer = _trainer(cls, dataset)
+    assert isinstance(trainer.loss, DeepSupervisionWrapper)
+    inner = trainer.loss.loss
+    gdl = inner if cls is nnUNetTrainerGDL else inner.dc
+    assert isinstance(gdl, GeneralizedDiceLoss)
+    assert gdl.include_background == (dataset == REGIONS)  # regions: no background channel to drop
+    assert gdl.batch == trainer.configuration_manager.batch_dice
+    if cls is nnUNetTrainerGDLCE:
+        assert type(inner.ce).__name__ == ("BCEWithLogitsLoss" if dataset == REGIONS else "RobustCrossEntropyLoss")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("nnUNet_n_proc_DA", "0")  # augmentation in this process: no workers to clean up
+        loader, _ = trainer.get_dataloaders()
+    batch = next(loader)
+    output = trainer.network(batch["data"].float())
+    value = trainer.loss(output, batch["target"])
+    assert torch.isfinite(value) and value.requires_grad
+
+
+def test_slim_network_is_the_planned_one_with_fewer_features(planned):
+    folders, _ = planned
+    stock = _trainer(nnUNetTrainerGDL, REGIONS).network
+    slim = _trainer(nnUNetTrainerGDL_demo_2epochs, REGIONS).network
+    plans = PlansManager(str(folders["nnUNet_preprocessed"] / NAMES[REGIONS] / "nnUNetPlans.json"))
+    stages = plans.get_configuration("3d_fullres").network_arch_init_kwargs["n_stages"]
+    assert len(slim.encoder.stages) == len(stock.encoder.stages) == stages
+    assert sum(p.numel() for p in slim.parameters()) < sum(p.numel() for p in stock.parameters()) / 8
+
+
+def _check_training_output(folders, dataset, trainer):
+    fold = folders["nnUNet_results"] / NAMES[dataset] / f"{trainer}__nnUNetPlans__3d_fullres" / "fold_0"
+    assert (fold / "checkpoint_final.pth").is_file()
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert "mean" in summary and summary["metric_per_case"]
+    rows = (fold / "validation_metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,dice_") and rows[0].endswith("generalized_dice_score")
+    log = max(fold.glob("training_log_*.txt")).read_text()  # the newest: the training run itself
+    assert "Generalised Dice score" in log
+    return fold
+
+
+def test_nnunetv2_train_and_stock_predict_region_based(planned, tmp_path):
+    folders, environment = planned
+    trainer = "nnUNetTrainerGDL_demo_2epochs"
+    run_nnunet("nnUNetv2_train", [str(REGIONS), "3d_fullres", "0", "-tr", trainer, "-device", "cpu"],
+               env=environment, timeout=900, capture=True)
+    _check_training_output(folders, REGIONS, trainer)
+    out = tmp_path / "predicted"
+    run_nnunet("nnUNetv2_predict", ["-i", str(folders["nnUNet_raw"] / NAMES[REGIONS] / "imagesTs"), "-o", str(out),
+                                    "-d", str(REGIONS), "-c", "3d_fullres", "-f", "0", "-tr", trainer,
+                                    "-device", "cpu", "-npp", "0", "-nps", "0", "--disable_tta"],
+               env=environment, timeout=900, capture=True)
+    prediction = nib.load(out / "BraTS2021_00050.nii.gz")
+    assert prediction.shape == SMALL_SHAPE
+    assert set(np.unique(np.asanyarray(prediction.dataobj))) <= {0, 1, 2, 3}
+
+
+def test_brats_train_label_based_with_gdl_ce(planned):
+    folders, environment = planned
+    trainer = "nnUNetTrainerGDLCE_demo_2epochs"
+    plain = {k: v for k, v in environment.items() if k != "nnUNet_extTrainer"}  # brats train sets it itself
+    completed = subprocess.run(BRATS + ["train", str(LABELS), "3d_fullres", "0", "-tr", trainer],
+                               env=plain, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    fold = _check_training_output(folders, LABELS, trainer)
+    assert json.loads((fold / "debug.json").read_text())["device"] == "cpu"  # chosen automatically here
+
+
+def test_unknown_trainer_fails_like_nnunet(planned):
+    _, environment = planned
+    with pytest.raises(subprocess.CalledProcessError) as failure:
+        run_nnunet("nnUNetv2_train", [str(REGIONS), "3d_fullres", "0", "-tr", "nnUNetTrainerNoSuchThing",
+                                      "-device", "cpu"], env=environment, timeout=300, capture=True)
+    assert "Could not find requested nnunet trainer nnUNetTrainerNoSuchThing" in failure.value.stderr
