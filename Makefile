@@ -25,6 +25,7 @@ demo: install
 
 benchmarks: install
 	$(BIN)/python benchmarks/convert.py
+	$(BIN)/python benchmarks/train.py
 
 clean:
 	rm -rf $(VENV) demo_output benchmarks/output .pytest_cache *.egg-info

@@ -2,13 +2,15 @@
 
 Everything else is nnU-Net's: the planned 3D U-Net, deep supervision (nnU-Net's own weights: this
 trainer only swaps the loss inside nnU-Net's wrapper), augmentation, mixed precision and
-``torch.compile`` on GPU, the schedule. Each validation epoch also logs the Dice of every class or
+``torch.compile`` on GPU, the schedule. One addition: the output layers start from a 1 % foreground
+prior (see ``_start_from_foreground_prior``), without which a Dice-type loss alone barely moves at first. Each validation epoch also logs the Dice of every class or
 region and the generalised Dice score, in the training log and in ``validation_metrics.csv`` beside
 nnU-Net's ``progress.png``.
 """
 from __future__ import annotations
 
 import csv
+import math
 import os
 from typing import List
 
@@ -24,6 +26,8 @@ from brats_plugin.devices import default_device
 from brats_plugin.trainers.generalized_dice import GeneralizedDiceLoss, generalized_dice_score_from_counts
 
 METRICS_FILE = "validation_metrics.csv"
+#: Probability of foreground the untrained network starts from (see ``_start_from_foreground_prior``).
+FOREGROUND_PRIOR = 0.01
 
 
 class nnUNetTrainerGDL(nnUNetTrainer):
@@ -32,6 +36,35 @@ class nnUNetTrainerGDL(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = default_device()):
         super().__init__(plans, configuration, fold, dataset_json, device)
+
+    def initialize(self):
+        was_initialized = self.was_initialized
+        super().initialize()
+        if not was_initialized:
+            self._start_from_foreground_prior()
+
+    def _start_from_foreground_prior(self) -> None:
+        """Bias the output layers so that the untrained network calls a voxel foreground with p = 1 %.
+
+        A Dice-type loss alone learns very slowly from nnU-Net's default start, where every voxel is
+        foreground with probability 1/2 (sigmoid) or 1/C (softmax): the false-positive volume swamps
+        the denominator and the gradients are tiny. Starting from a small prior (RetinaNet's
+        initialisation for the focal loss) lets the loss see the tumour at once. Trained weights
+        (checkpoints, prediction) overwrite the bias as usual. Other architectures are left alone.
+        """
+        network = self.network.module if self.is_ddp else self.network
+        network = getattr(network, "_orig_mod", network)  # under torch.compile
+        heads = getattr(getattr(network, "decoder", None), "seg_layers", None)
+        if heads is None:
+            self.print_to_log_file("network has no decoder.seg_layers: output bias left at nnU-Net's init")
+            return
+        with torch.no_grad():
+            for head in heads:
+                if self.label_manager.has_regions:  # sigmoid(b) = prior
+                    head.bias.fill_(-math.log((1 - FOREGROUND_PRIOR) / FOREGROUND_PRIOR))
+                else:  # softmax: background logit b, the others 0, so that each foreground class gets the prior
+                    head.bias.zero_()
+                    head.bias[0] = math.log(1 / FOREGROUND_PRIOR - (head.bias.numel() - 1))
 
     def generalized_dice_loss(self) -> GeneralizedDiceLoss:
         """The loss for this dataset: softmax without background for labels, sigmoid for regions."""
