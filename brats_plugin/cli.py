@@ -104,18 +104,20 @@ def _run_synth(args: argparse.Namespace) -> None:
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "demo", help="the whole path on a built-in synthetic default (what `make demo` runs)",
-        description="Synthesise BraTS-like cases, convert them to an nnU-Net dataset and plan and preprocess "
-                    "it with nnU-Net, all below OUTPUT (nnU-Net's folders included).",
+        description="Synthesise BraTS-like cases, convert them to an nnU-Net dataset, plan and preprocess it and "
+                    "train a generalised-Dice model with nnU-Net, all below OUTPUT (nnU-Net's folders included).",
         epilog="example:\n  brats demo --output demo_output",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="demo_output", help="folder for everything (default demo_output)")
     parser.add_argument("--cases", type=int, default=6, help="synthetic training cases (default 6)")
+    parser.add_argument("--trainer", default="nnUNetTrainerGDL_demo",
+                        help="trainer to train (default nnUNetTrainerGDL_demo, a few minutes on 2 CPU cores)")
     parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> None:
     from brats_plugin.demo import run_demo
-    run_demo(args.output, training_cases=args.cases, say=lambda line: print(line, flush=True))
+    run_demo(args.output, training_cases=args.cases, trainer=args.trainer, say=lambda line: print(line, flush=True))
 
 
 def _add_env(commands: argparse._SubParsersAction) -> None:

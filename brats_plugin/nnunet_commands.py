@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from brats_plugin.errors import BratsInputError
 
@@ -78,3 +78,21 @@ def train_arguments(dataset: str, configuration: str, fold: str, extra: Sequence
 def run_nnunet_passthrough(name: str, arguments: Sequence[str]) -> int:
     """Run an nnU-Net command with our trainers findable, its output straight to the terminal."""
     return subprocess.run([nnunet_executable(name), *arguments], env=with_extension_trainers()).returncode
+
+
+def run_nnunet_logged(name: str, arguments: Sequence[str], env: Mapping[str, str], log: Path,
+                      show: Callable[[str], None] | None = None) -> None:
+    """Run an nnU-Net command, writing all its output to ``log`` and passing each line to ``show``.
+
+    Raises :class:`RuntimeError` naming the log if the command fails.
+    """
+    with open(log, "w") as handle:
+        process = subprocess.Popen([nnunet_executable(name), *arguments], env=dict(env), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, bufsize=1)
+        for line in process.stdout:
+            handle.write(line)
+            if show is not None:
+                show(line.rstrip("\n").split(": ", 1)[-1])  # without nnU-Net's time stamp
+        status = process.wait()
+    if status != 0:
+        raise RuntimeError(f"{name} failed (exit status {status}); see {log}")

@@ -11,13 +11,18 @@ pytestmark = pytest.mark.integration
 
 def test_demo_runs_end_to_end(tmp_path):
     output = tmp_path / "demo"
-    completed = subprocess.run(BRATS + ["demo", "--output", str(output), "--cases", "2"],
-                               capture_output=True, text=True, timeout=900)
+    completed = subprocess.run(BRATS + ["demo", "--output", str(output), "--cases", "5",
+                                        "--trainer", "nnUNetTrainerGDL_demo_2epochs"],
+                               capture_output=True, text=True, timeout=1200)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
-    for step in ("[1/3] synthesising", "[2/3] converting", "[3/3] nnUNetv2_plan_and_preprocess", "Made:"):
+    for step in ("[1/4] synthesising", "[2/4] converting", "[3/4] nnUNetv2_plan_and_preprocess",
+                 "[4/4] nnUNetv2_train", "Epoch 1", "Generalised Dice score", "Dice on the held-out", "Made:"):
         assert step in completed.stdout
     raw = output / "nnUNet_raw" / "Dataset990_BraTSDemo"
-    assert json.loads((raw / "dataset.json").read_text())["numTraining"] == 2
+    assert json.loads((raw / "dataset.json").read_text())["numTraining"] == 5
     assert len(list((raw / "imagesTs").iterdir())) == 8
     plans = json.loads((output / "nnUNet_preprocessed" / "Dataset990_BraTSDemo" / "nnUNetPlans.json").read_text())
     assert "3d_fullres" in plans["configurations"]
+    model = output / "nnUNet_results" / "Dataset990_BraTSDemo" / "nnUNetTrainerGDL_demo_2epochs__nnUNetPlans__3d_fullres"
+    assert (model / "fold_0" / "checkpoint_final.pth").is_file()
+    assert "whole tumor" in completed.stdout.split("Dice on the held-out")[1].splitlines()[0]
