@@ -11,7 +11,8 @@ from brats_plugin.trainers.generalized_dice import (
 from brats_plugin.trainers.nnUNetTrainerGDL import nnUNetTrainerGDL
 from brats_plugin.trainers.nnUNetTrainerGDLCE import nnUNetTrainerGDLCE
 from brats_plugin.trainers.nnUNetTrainerGDL_demo import (
-    nnUNetTrainerDCCE_demo, nnUNetTrainerGDL_demo, nnUNetTrainerGDL_demo_2epochs, nnUNetTrainerGDLCE_demo_2epochs,
+    nnUNetTrainerDCCE_demo, nnUNetTrainerGDL_demo, nnUNetTrainerGDL_demo_2epochs, nnUNetTrainerGDLCE_demo,
+    nnUNetTrainerGDLCE_demo_2epochs,
 )
 
 #: The folder to put in ``nnUNet_extTrainer``.
@@ -20,5 +21,5 @@ NNUNET_EXT_FOLDER = Path(__file__).resolve().parent / "nnunet_ext"
 __all__ = [
     "GeneralizedDiceLoss", "generalized_dice_score", "generalized_dice_score_from_counts",
     "nnUNetTrainerGDL", "nnUNetTrainerGDLCE", "nnUNetTrainerGDL_demo", "nnUNetTrainerGDL_demo_2epochs",
-    "nnUNetTrainerGDLCE_demo_2epochs", "nnUNetTrainerDCCE_demo", "NNUNET_EXT_FOLDER",
+    "nnUNetTrainerGDLCE_demo", "nnUNetTrainerGDLCE_demo_2epochs", "nnUNetTrainerDCCE_demo", "NNUNET_EXT_FOLDER",
 ]

@@ -23,7 +23,9 @@ from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 
 from brats_plugin.devices import default_device
-from brats_plugin.trainers.generalized_dice import GeneralizedDiceLoss, generalized_dice_score_from_counts
+from brats_plugin.trainers.generalized_dice import (
+    GeneralizedDiceLoss, WeightType, generalized_dice_score_from_counts,
+)
 
 METRICS_FILE = "validation_metrics.csv"
 #: Probability of foreground the untrained network starts from (see ``_start_from_foreground_prior``).
@@ -32,6 +34,9 @@ FOREGROUND_PRIOR = 0.01
 
 class nnUNetTrainerGDL(nnUNetTrainer):
     """nnU-Net training with the generalised Dice loss alone (as in the original BraTS project)."""
+
+    #: Class weights of the loss: 1/V^2 as in Sudre et al. (variants may choose "simple" or "uniform").
+    weight_type: WeightType = "square"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = default_device()):
@@ -71,7 +76,7 @@ class nnUNetTrainerGDL(nnUNetTrainer):
         regions = self.label_manager.has_regions
         loss = GeneralizedDiceLoss(apply_nonlin=torch.sigmoid if regions else softmax_helper_dim1,
                                    include_background=regions, batch=self.configuration_manager.batch_dice,
-                                   ddp=self.is_ddp)
+                                   weight_type=self.weight_type, ddp=self.is_ddp)
         return torch.compile(loss) if self._do_i_compile() else loss
 
     def _build_loss(self):

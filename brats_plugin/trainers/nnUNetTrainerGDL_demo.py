@@ -49,12 +49,20 @@ def _schedule(trainer: nnUNetTrainer, epochs: int, iterations: int, validation_i
 
 
 class nnUNetTrainerGDL_demo(_Slim, nnUNetTrainerGDL):
-    """The demo model: slim network, 20 epochs of 25 iterations (about 5 minutes on 2 CPU cores)."""
+    """The demo model: slim network, 15 epochs of 10 iterations (about 6 minutes on 2 CPU cores).
+
+    Class weights 1/V instead of 1/V^2: on nested regions 1/V^2 makes the whole tumour, the largest
+    region, count for little, and it is learnt last (measured on the synthetic demo data after 80
+    iterations: whole-tumour Dice 0.41 with 1/V^2, 0.63 with 1/V; tumour core and enhancing tumour
+    above 0.9 with both).
+    """
+
+    weight_type = "simple"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = default_device()):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        _schedule(self, epochs=20, iterations=25, validation_iterations=5)
+        _schedule(self, epochs=15, iterations=10, validation_iterations=2)
 
 
 class nnUNetTrainerGDL_demo_2epochs(_Slim, nnUNetTrainerGDL):
@@ -75,10 +83,21 @@ class nnUNetTrainerGDLCE_demo_2epochs(_Slim, nnUNetTrainerGDLCE):
         _schedule(self, epochs=2, iterations=2, validation_iterations=1)
 
 
+class nnUNetTrainerGDLCE_demo(_Slim, nnUNetTrainerGDLCE):
+    """GDL (1/V weights, as the demo) + cross-entropy on the slim demo network and schedule (benchmark)."""
+
+    weight_type = "simple"
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = default_device()):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        _schedule(self, epochs=15, iterations=10, validation_iterations=2)
+
+
 class nnUNetTrainerDCCE_demo(_Slim, nnUNetTrainer):
     """Stock nnU-Net loss (Dice + CE) on the slim demo network and schedule: the benchmark's baseline."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = default_device()):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        _schedule(self, epochs=20, iterations=25, validation_iterations=5)
+        _schedule(self, epochs=15, iterations=10, validation_iterations=2)
