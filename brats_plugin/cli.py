@@ -110,14 +110,15 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="demo_output", help="folder for everything (default demo_output)")
     parser.add_argument("--cases", type=int, default=6, help="synthetic training cases (default 6)")
-    parser.add_argument("--trainer", default="nnUNetTrainerGDL_demo",
-                        help="trainer to train (default nnUNetTrainerGDL_demo, a few minutes on 2 CPU cores)")
+    parser.add_argument("--trainer", help="trainer to train (default nnUNetTrainerGDL_demo, a few minutes on "
+                                          "2 CPU cores)")
     parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> None:
-    from brats_plugin.demo import run_demo
-    run_demo(args.output, training_cases=args.cases, trainer=args.trainer, say=lambda line: print(line, flush=True))
+    from brats_plugin.demo import DEMO_TRAINER, run_demo
+    run_demo(args.output, training_cases=args.cases, trainer=args.trainer or DEMO_TRAINER,
+             say=lambda line: print(line, flush=True))
 
 
 def _add_env(commands: argparse._SubParsersAction) -> None:

@@ -31,8 +31,18 @@ def build_slim_network(configuration_manager: ConfigurationManager, num_input_ch
                                   num_output_channels, allow_init=True, deep_supervision=enable_deep_supervision)
 
 
-class _Slim:
-    """Mixin: the slim network, everywhere nnU-Net builds one (training and prediction)."""
+class _SlimDemo:
+    """Mixin: the slim network (in training and prediction) and a short schedule.
+
+    ``schedule`` is (epochs, iterations per epoch, validation iterations per epoch).
+    """
+
+    schedule = (15, 10, 2)
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = default_device()):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = self.schedule
 
     @staticmethod
     def build_network_architecture(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
@@ -42,13 +52,7 @@ class _Slim:
                                   enable_deep_supervision)
 
 
-def _schedule(trainer: nnUNetTrainer, epochs: int, iterations: int, validation_iterations: int) -> None:
-    trainer.num_epochs = epochs
-    trainer.num_iterations_per_epoch = iterations
-    trainer.num_val_iterations_per_epoch = validation_iterations
-
-
-class nnUNetTrainerGDL_demo(_Slim, nnUNetTrainerGDL):
+class nnUNetTrainerGDL_demo(_SlimDemo, nnUNetTrainerGDL):
     """The demo model: slim network, 15 epochs of 10 iterations (about 6 minutes on 2 CPU cores).
 
     Class weights 1/V instead of 1/V^2: on nested regions 1/V^2 makes the whole tumour, the largest
@@ -59,45 +63,24 @@ class nnUNetTrainerGDL_demo(_Slim, nnUNetTrainerGDL):
 
     weight_type = "simple"
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = default_device()):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        _schedule(self, epochs=15, iterations=10, validation_iterations=2)
 
-
-class nnUNetTrainerGDL_demo_2epochs(_Slim, nnUNetTrainerGDL):
-    """For tests: slim network, 2 epochs of 2 iterations; proves the whole training path, learns nothing."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = default_device()):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        _schedule(self, epochs=2, iterations=2, validation_iterations=1)
-
-
-class nnUNetTrainerGDLCE_demo_2epochs(_Slim, nnUNetTrainerGDLCE):
-    """For tests: as ``nnUNetTrainerGDL_demo_2epochs`` with the GDL + cross-entropy loss."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = default_device()):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        _schedule(self, epochs=2, iterations=2, validation_iterations=1)
-
-
-class nnUNetTrainerGDLCE_demo(_Slim, nnUNetTrainerGDLCE):
+class nnUNetTrainerGDLCE_demo(_SlimDemo, nnUNetTrainerGDLCE):
     """GDL (1/V weights, as the demo) + cross-entropy on the slim demo network and schedule (benchmark)."""
 
     weight_type = "simple"
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = default_device()):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        _schedule(self, epochs=15, iterations=10, validation_iterations=2)
 
-
-class nnUNetTrainerDCCE_demo(_Slim, nnUNetTrainer):
+class nnUNetTrainerDCCE_demo(_SlimDemo, nnUNetTrainer):
     """Stock nnU-Net loss (Dice + CE) on the slim demo network and schedule: the benchmark's baseline."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = default_device()):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        _schedule(self, epochs=15, iterations=10, validation_iterations=2)
+
+class nnUNetTrainerGDL_demo_2epochs(_SlimDemo, nnUNetTrainerGDL):
+    """For tests: slim network, 2 epochs of 2 iterations; proves the whole training path, learns nothing."""
+
+    schedule = (2, 2, 1)
+
+
+class nnUNetTrainerGDLCE_demo_2epochs(_SlimDemo, nnUNetTrainerGDLCE):
+    """For tests: as ``nnUNetTrainerGDL_demo_2epochs`` with the GDL + cross-entropy loss."""
+
+    schedule = (2, 2, 1)
