@@ -110,8 +110,8 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="demo_output", help="folder for everything (default demo_output)")
     parser.add_argument("--cases", type=int, default=6, help="synthetic training cases (default 6)")
-    parser.add_argument("--trainer", help="trainer to train (default nnUNetTrainerGDL_demo, a few minutes on "
-                                          "2 CPU cores)")
+    parser.add_argument("--trainer", help="trainer to train (default nnUNetTrainerGDLCE_demo, about 6 minutes "
+                                          "on 2 CPU cores; nnUNetTrainerGDL_demo for GDL alone)")
     parser.set_defaults(run=_run_demo)
 
 
