@@ -177,6 +177,59 @@ def check_case(case: Case, *, read_all_voxels: bool = False) -> nib.Nifti1Image:
     return reference
 
 
+def check_case_headers(case: Case) -> nib.Nifti1Image:
+    """:func:`check_case` for the four sequences without reading voxels; return the opened T1 image.
+
+    Cheap (headers and file sizes only): run it on every case of a batch before any model work.
+    """
+    images = [nifti.load(case.sequences[s]) for s in SEQUENCES]
+    for image in images:
+        check_image(image, read_float_voxels=False)
+        check_same_grid(image, images[0])
+    return images[0]
+
+
+def read_case_voxels(case: Case) -> tuple[nib.Nifti1Image, np.ndarray]:
+    """Validate a case and read its four sequences: (the T1 image, float32 voxels of shape (4, x, y, z)).
+
+    The checks are :func:`check_case`'s, with every sequence's voxels read once (gzip checksums
+    included) and checked for NaN/Inf on the way; channels follow :data:`SEQUENCES`. A segmentation
+    in the case is ignored. For prediction, where the voxels are needed anyway.
+    """
+    reference = check_case_headers(case)
+    voxels = np.empty((len(SEQUENCES), *reference.shape), dtype=np.float32)
+    for channel, sequence in enumerate(SEQUENCES):
+        array = nifti.read_array(case.sequences[sequence])
+        check_finite(array, case.sequences[sequence])
+        voxels[channel] = array
+    return reference, voxels
+
+
+def case_from_files(sequences: dict[str, str | os.PathLike], case_id: str | None = None) -> Case:
+    """A case from four explicitly named files (``{"T1": ..., "T1Gd": ..., "T2": ..., "FLAIR": ...}``).
+
+    The case id defaults to the T1 file's name up to its sequence token (``BraTS2021_00000_t1.nii.gz``
+    -> ``BraTS2021_00000``), or its whole name without ending if it holds no token.
+    """
+    missing = [s for s in SEQUENCES if not sequences.get(s)]
+    if missing:
+        raise BratsInputError(f"explicit sequence files: missing {', '.join(missing)}")
+    paths = {s: Path(sequences[s]) for s in SEQUENCES}
+    for path in paths.values():
+        if not path.is_file():
+            raise BratsInputError(f"{path}: no such file")
+    return Case(case_id or _case_id_from_name(paths["T1"].name), paths["T1"].parent, paths)
+
+
+def _case_id_from_name(name: str) -> str:
+    stem = nifti.strip_nifti_ending(name)
+    for separator in _SPLIT.finditer(stem):
+        token = _SPLIT.split(stem[separator.end():], maxsplit=1)[0].lower()
+        if _kind_of_token(token) in SEQUENCES:
+            return stem[:separator.start()]
+    return stem
+
+
 def check_image(image: nib.Nifti1Image, *, read_all_voxels: bool = False, read_float_voxels: bool = True) -> None:
     """Validate one image on its own: 3-D, numeric, finite scaling, complete, finite voxels.
 
@@ -194,10 +247,14 @@ def check_image(image: nib.Nifti1Image, *, read_all_voxels: bool = False, read_f
         raise BratsInputError(f"{path}: non-finite intensity scaling (scl_slope {slope}, scl_inter {inter})")
     nifti.check_stored_size(image)
     if read_all_voxels or (dtype.kind == "f" and read_float_voxels):
-        voxels = nifti.read_array(path)
-        if voxels.dtype.kind == "f" and not np.isfinite(voxels).all():
-            raise BratsInputError(f"{path}: {int(np.size(voxels) - np.isfinite(voxels).sum())} voxels are "
-                                  "NaN or infinite")
+        check_finite(nifti.read_array(path), path)
+
+
+def check_finite(voxels: np.ndarray, path: str | os.PathLike) -> None:
+    """Raise unless every voxel read from ``path`` is a finite number."""
+    if voxels.dtype.kind == "f" and not np.isfinite(voxels).all():
+        raise BratsInputError(f"{path}: {int(np.size(voxels) - np.isfinite(voxels).sum())} voxels are "
+                              "NaN or infinite")
 
 
 def check_same_grid(image: nib.Nifti1Image, reference: nib.Nifti1Image) -> None:

@@ -206,9 +206,10 @@ def like(array: np.ndarray, reference: nib.Nifti1Image, dtype: np.dtype | type) 
     """A new image of ``array`` (cast to ``dtype``) with exactly the reference's geometry.
 
     The header is a copy of the reference's (affine, qform/sform and their codes, pixdim, units), so
-    that the result lies voxel for voxel on the reference; only data type and scaling change.
+    that the result lies voxel for voxel on the reference; only data type, scaling and (for an array
+    with extra trailing axes, such as per-channel probabilities) the number of dimensions change.
     """
-    if array.shape != reference.shape:
+    if array.shape[:len(reference.shape)] != reference.shape:
         raise ValueError(f"array shape {array.shape} differs from reference shape {reference.shape}")
     header = reference.header.copy()
     header.set_data_dtype(dtype)

@@ -1,0 +1,144 @@
+"""``brats predict``: segment one case, a folder of cases, or a shard of a folder, into an output folder.
+
+For every case the output folder gets ``<case_id>.nii.gz`` (uint8 labels on the T1 grid and header),
+``<case_id>.json`` (volumes, timings, model, input files) and, if asked, per-channel probabilities;
+``volumes.csv`` (one row per case found in the folder) is written when the run ends. Every file
+appears complete or not at all.
+
+All inputs are checked (file names, headers, shapes, affines) before the model is loaded; each
+case's voxels (NaN/Inf, gzip checksums) when it is read, before its network pass.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tqdm import tqdm
+
+from brats_plugin import nifti
+from brats_plugin.cases import Case, case_from_files, check_case_headers, find_case, find_cases
+from brats_plugin.errors import BratsInputError
+from brats_plugin.inference.segmenter import Segmentation, Segmenter
+from brats_plugin.inference.volumes import Volumes, write_volumes_csv
+from brats_plugin.version import __version__
+
+VOLUMES_CSV = "volumes.csv"
+#: Marks the per-case JSON files this module writes (and reads back for ``volumes.csv``).
+REPORT_KIND = "brats_plugin prediction"
+
+
+@dataclass(frozen=True)
+class PredictionRun:
+    """What one ``predict_cases`` call did."""
+
+    written: list[str]  # case ids segmented now
+    skipped: list[str]  # case ids whose outputs existed (``skip_existing``)
+    volumes_csv: Path | None
+
+
+def collect_cases(source: str | os.PathLike | None = None, sequences: dict[str, str] | None = None,
+                  case_id: str | None = None) -> list[Case]:
+    """The cases to segment: a case folder, a folder of case folders, or four explicit files."""
+    if sequences and any(sequences.values()):
+        if source:
+            raise BratsInputError("give either -i INPUT or --t1/--t1c/--t2/--flair files, not both")
+        return [case_from_files(sequences, case_id)]
+    if not source:
+        raise BratsInputError("no input: give -i CASE_FOLDER_OR_FOLDER_OF_CASES or --t1/--t1c/--t2/--flair")
+    source = Path(source)
+    if source.is_dir() and any(p.is_file() and nifti.nifti_ending(p.name) for p in source.iterdir()):
+        return [find_case(source)]
+    return find_cases(source)
+
+
+def shard(cases: list[Case], num_parts: int, part_id: int) -> list[Case]:
+    """Part ``part_id`` of ``num_parts``: every ``num_parts``-th case from ``part_id`` (nnU-Net's split).
+
+    Cases are sorted by id first, so every machine of an array job computes the same split.
+    """
+    if num_parts < 1 or not 0 <= part_id < num_parts:
+        raise BratsInputError(f"--num-parts {num_parts} --part-id {part_id}: need 0 <= part-id < num-parts")
+    return sorted(cases, key=lambda case: case.case_id)[part_id::num_parts]
+
+
+def prepare_output(folder: str | os.PathLike) -> Path:
+    """Create the output folder and prove it writable (a one-line error now, not after an hour)."""
+    folder = Path(folder)
+    probe = folder / f".write-test-{uuid.uuid4().hex[:8]}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise BratsInputError(f"{folder}: cannot write the output here ({error.strerror or error})") from None
+    nifti.remove_partial_files(folder)
+    return folder
+
+
+def predict_cases(cases: list[Case], output: str | os.PathLike, segmenter: Segmenter, *,
+                  probabilities: bool = False, skip_existing: bool = False, progress: bool = True,
+                  report: Callable[[str], None] = tqdm.write) -> PredictionRun:
+    """Segment ``cases`` into ``output`` with one loaded model; see the module docstring."""
+    output = prepare_output(output)
+    for case in cases:
+        check_case_headers(case)
+    todo = [c for c in cases if not (skip_existing and _outputs_exist(output, c.case_id, probabilities))]
+    skipped = [c.case_id for c in cases if c not in todo]
+    written: list[str] = []
+    try:
+        for case in tqdm(todo, unit="case", disable=not progress, leave=False):
+            started = time.perf_counter()
+            segmentation = segmenter.predict_case(case, probabilities=probabilities)
+            files = segmentation.save(output)
+            _write_report(output, case, segmentation, segmenter, files)
+            written.append(case.case_id)
+            report(f"{case.case_id}: {time.perf_counter() - started:.1f} s, {segmentation.volumes.summary()}")
+    finally:
+        csv = rebuild_volumes_csv(output) if written or skipped else None
+    return PredictionRun(written, skipped, csv)
+
+
+def rebuild_volumes_csv(folder: Path) -> Path | None:
+    """Write ``volumes.csv`` from every per-case report in ``folder`` (all shards' cases so far)."""
+    rows: dict[str, Volumes] = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(report, dict) and report.get("kind") == REPORT_KIND:
+            rows[report["case_id"]] = Volumes.from_json(report["volumes"])
+    if not rows:
+        return None
+    write_volumes_csv(rows, folder / VOLUMES_CSV)
+    return folder / VOLUMES_CSV
+
+
+def _outputs_exist(folder: Path, case_id: str, probabilities: bool) -> bool:
+    names = [f"{case_id}.nii.gz", f"{case_id}.json"] + ([f"{case_id}_probabilities.nii.gz"] if probabilities else [])
+    return all((folder / name).is_file() for name in names)
+
+
+def _write_report(folder: Path, case: Case, segmentation: Segmentation, segmenter: Segmenter,
+                  files: list[Path]) -> None:
+    report = {
+        "kind": REPORT_KIND,
+        "case_id": case.case_id,
+        "volumes": segmentation.volumes.to_json(),
+        "outputs": [p.name for p in files],
+        "inputs": {sequence: str(path) for sequence, path in case.sequences.items()},
+        "model": {"folder": str(segmenter.model.folder), "folds": list(segmenter.model.folds),
+                  "checkpoint": segmenter.model.checkpoint_files[0].name,
+                  "trained_release": segmenter.trained_release.key},
+        "seconds": {k: round(v, 3) for k, v in segmentation.seconds.items()},
+        "device": str(segmenter.device),
+        "plugin_version": __version__,
+    }
+    if segmentation.channel_names:
+        report["probability_channels"] = list(segmentation.channel_names)
+    nifti.write_bytes_atomic((json.dumps(report, indent=2) + "\n").encode(), folder / f"{case.case_id}.json")

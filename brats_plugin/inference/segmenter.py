@@ -1,0 +1,228 @@
+"""Segment BraTS cases with a trained nnU-Net model: load once, then one call per case.
+
+The network work is nnU-Net's own: its preprocessor (crop, normalise, resample), its sliding-window
+predictor (Gaussian tile blending, mirroring, fold ensembling) and its export (resample back, regions
+to labels, uncrop). Around it we read the four sequences once (validated, with a fast gzip reader),
+hand them to nnU-Net in the array order its NIfTI readers produce, and put the result back on the T1
+image's exact grid and header, in the labels of a BraTS release.
+
+Example:
+    >>> segmenter = Segmenter("results/Dataset501_BraTS2021/nnUNetTrainerGDL__nnUNetPlans__3d_fullres")
+    >>> result = segmenter.predict_case("BraTS2021_00000/")
+    >>> result.volumes.summary()
+    'WT 81.3 mL, TC 30.2 mL, ET 18.9 mL'
+    >>> result.save("predictions/")
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from brats_plugin import nifti
+from brats_plugin.cases import Case, find_case, identify_file, read_case_voxels
+from brats_plugin.devices import resolve_device
+from brats_plugin.errors import BratsInputError
+from brats_plugin.inference.labels import label_map, model_release
+from brats_plugin.inference.model import TrainedModel, open_model
+from brats_plugin.inference.volumes import Volumes, measure_volumes
+from brats_plugin.releases import SEQUENCES, Release, get_release
+
+#: What ``--fast`` changes: no test-time mirroring (measured: see the README's prediction benchmark).
+FAST_SETTINGS = {"mirroring": False}
+#: nnU-Net image readers whose arrays are the NIfTI voxel array with its axes reversed.
+AXIS_REVERSING_READERS = ("SimpleITKIO", "NibabelIO")
+
+
+@dataclass
+class Segmentation:
+    """One segmented case: labels on the T1 image's grid, volumes, and where the time went."""
+
+    case_id: str
+    labels: np.ndarray  # uint8, the T1 image's voxel grid, ``release`` label values
+    reference: nib.Nifti1Image  # the T1 image: affine, header, shape of the output
+    release: Release
+    volumes: Volumes
+    seconds: dict[str, float]
+    probabilities: np.ndarray | None = None  # float32 (x, y, z, channel), when asked for
+    channel_names: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def affine(self) -> np.ndarray:
+        return self.reference.affine
+
+    def to_image(self) -> nib.Nifti1Image:
+        """The label map as a uint8 NIfTI image with the T1 image's header."""
+        return nifti.like(self.labels, self.reference, np.uint8)
+
+    def save(self, folder: str | os.PathLike) -> list[Path]:
+        """Write ``<case_id>.nii.gz`` (and ``<case_id>_probabilities.nii.gz``) atomically; return the paths."""
+        folder = Path(folder)
+        written = [folder / f"{self.case_id}.nii.gz"]
+        nifti.save(self.to_image(), written[0])
+        if self.probabilities is not None:
+            written.append(folder / f"{self.case_id}_probabilities.nii.gz")
+            nifti.save(nifti.like(self.probabilities, self.reference, np.float32), written[1])
+        return written
+
+
+class Segmenter:
+    """A trained model loaded for prediction, reused for any number of cases.
+
+    Args:
+        model: results folder, dataset results folder holding one model, or exported zip.
+        folds: folds to ensemble (``["0", "1"]``, ``["all"]``); None: every trained fold.
+        checkpoint: ``"final"`` or ``"best"``.
+        device: ``"auto"`` (GPU when there is one), ``"cuda"``, ``"cpu"``, ``"mps"``, or a torch device.
+        mirroring: test-time mirroring (nnU-Net's default; about 8x the work of one pass in 3-D).
+        step_size: sliding-window step as a fraction of the patch (nnU-Net's default 0.5).
+        labels: release key of the output labels; None: the model's own release (2021 if unrecorded).
+        threads: CPU threads for the network; None leaves torch's setting.
+    """
+
+    def __init__(self, model: str | os.PathLike, *, folds: list[str] | None = None, checkpoint: str = "final",
+                 device: str | torch.device = "auto", mirroring: bool = True, step_size: float = 0.5,
+                 labels: str | None = None, threads: int | None = None):
+        if not 0 < step_size <= 1:
+            raise BratsInputError(f"--step-size {step_size}: must be in (0, 1]")
+        self.model: TrainedModel = open_model(model, folds, checkpoint)
+        source = str(self.model.folder / "dataset.json")
+        reader = self.model.plans.get("image_reader_writer", "SimpleITKIO")
+        if reader not in AXIS_REVERSING_READERS:
+            raise BratsInputError(f"{self.model.folder / 'plans.json'}: image reader {reader} is not supported "
+                                  f"(supported: {', '.join(AXIS_REVERSING_READERS)})")
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.trained_release = model_release(self.model.dataset_json, source)
+        self.release = get_release(labels) if labels else self.trained_release
+        self._label_map = label_map(self.trained_release, self.release)
+        self._channels = input_channel_order(self.model.dataset_json, source)
+        if threads:
+            torch.set_num_threads(threads)
+        self._predictor = _load_predictor(self.model, self.device, mirroring, step_size)
+        self._preprocessor = self._predictor.configuration_manager.preprocessor_class(verbose=False)
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """The model's output channels (regions, or classes with background), as in ``dataset.json``."""
+        manager = self._predictor.label_manager
+        names = [n for n in self.model.dataset_json["labels"] if n != "background" or not manager.has_regions]
+        return tuple(names)
+
+    def predict_case(self, case: Case | str | os.PathLike, *, probabilities: bool = False) -> Segmentation:
+        """Segment one case (a :class:`Case` or a case folder); validates its sequences first."""
+        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+        case = case if isinstance(case, Case) else find_case(case)
+        seconds: dict[str, float] = {}
+        started = time.perf_counter()
+        reference, voxels = read_case_voxels(case)
+        # nnU-Net's NIfTI readers reverse the axes: arrays (channel, z, y, x), spacing (z, y, x)
+        data = voxels[self._channels].transpose(0, 3, 2, 1)
+        spacing = [float(s) for s in reference.header.get_zooms()[:3]][::-1]
+        seconds["read"] = _lap(started)
+        predictor = self._predictor
+        data, _, properties = self._preprocessor.run_case_npy(
+            data, None, {"spacing": spacing}, predictor.plans_manager, predictor.configuration_manager,
+            predictor.dataset_json)
+        del voxels
+        seconds["preprocess"] = _lap(started, seconds)
+        logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
+        seconds["network"] = _lap(started, seconds)
+        result = convert_predicted_logits_to_segmentation_with_correct_shape(
+            logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager, properties,
+            return_probabilities=probabilities)
+        segmentation, channels = result if probabilities else (result, None)
+        labels = self._label_map.apply(segmentation.transpose(2, 1, 0))
+        seconds["export"] = _lap(started, seconds)
+        return Segmentation(
+            case.case_id, labels, reference, self.release, measure_volumes(labels, self.release, reference.affine),
+            seconds,
+            None if channels is None else np.ascontiguousarray(channels.transpose(3, 2, 1, 0), dtype=np.float32),
+            self.channel_names if probabilities else (),
+        )
+
+
+def predict_case(case: Case | str | os.PathLike, model: str | os.PathLike, **options) -> Segmentation:
+    """Segment one case in one call (loads the model each time: use :class:`Segmenter` for many)."""
+    probabilities = options.pop("probabilities", False)
+    return Segmenter(model, **options).predict_case(case, probabilities=probabilities)
+
+
+def input_channel_order(dataset_json: dict, source: str) -> list[int]:
+    """For each model input channel, the index of its sequence in :data:`SEQUENCES`.
+
+    Channel names are read like file tokens (``T1ce``, ``t1gd`` and ``T1Gd`` are all T1Gd), so models
+    whose channels come in another order (e.g. the Medical Segmentation Decathlon's FLAIR first) work.
+    """
+    names = dataset_json.get("channel_names") or dataset_json.get("modality") or {}
+    ordered = [names[k] for k in sorted(names, key=int)]
+    sequences = [identify_file(str(name)) for name in ordered]
+    if sorted(map(str, sequences)) != sorted(SEQUENCES):
+        raise BratsInputError(f"{source}: model input channels {ordered} are not the four BraTS sequences "
+                              f"({', '.join(SEQUENCES)})")
+    return [SEQUENCES.index(s) for s in sequences]
+
+
+def _load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, step_size: float):
+    """nnU-Net's predictor with the model's network and the weights of every chosen fold."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    checkpoints = [_load_checkpoint(path) for path in model.checkpoint_files]
+    first = checkpoints[0]
+    plans_manager = PlansManager(model.plans)
+    configuration_manager = plans_manager.get_configuration(first["init_args"]["configuration"])
+    trainer = trainer_class(first["trainer_name"], model.folder)
+    network = trainer.build_network_architecture(
+        plans_manager, configuration_manager,
+        determine_num_input_channels(plans_manager, configuration_manager, model.dataset_json),
+        plans_manager.get_label_manager(model.dataset_json).num_segmentation_heads,
+        enable_deep_supervision=False)
+    weights = [c["network_weights"] for c in checkpoints]
+    try:
+        network.load_state_dict(weights[0])
+    except RuntimeError as error:
+        raise BratsInputError(f"{model.checkpoint_files[0]}: weights do not fit the planned network "
+                              f"({str(error).splitlines()[0]})") from None
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints a note on every non-CUDA device
+        predictor = nnUNetPredictor(tile_step_size=step_size, use_gaussian=True, use_mirroring=mirroring,
+                                    perform_everything_on_device=device.type == "cuda", device=device,
+                                    verbose=False, allow_tqdm=False)
+    predictor.manual_initialization(network, plans_manager, configuration_manager, weights, model.dataset_json,
+                                    first["trainer_name"], first.get("inference_allowed_mirroring_axes"))
+    return predictor
+
+
+def trainer_class(name: str, folder: Path) -> type:
+    """The trainer class a checkpoint names: ours, nnU-Net's, or one in ``nnUNet_extTrainer`` folders."""
+    from brats_plugin import trainers
+    if hasattr(trainers, name):
+        return getattr(trainers, name)
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    try:
+        return recursive_find_trainer_class_by_name(name)
+    except (RuntimeError, AssertionError):
+        raise BratsInputError(f"{folder}: trained with {name}, a trainer found neither in nnU-Net, nor in "
+                              "brats_plugin, nor in the nnUNet_extTrainer folders") from None
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise BratsInputError(f"{path}: unreadable checkpoint ({str(error).splitlines()[0]})") from None
+    if not isinstance(checkpoint, dict) or not {"network_weights", "trainer_name", "init_args"} <= checkpoint.keys():
+        raise BratsInputError(f"{path}: not an nnU-Net checkpoint")
+    return checkpoint
+
+
+def _lap(started: float, seconds: dict[str, float] | None = None) -> float:
+    """Seconds since ``started`` not yet accounted for in ``seconds``."""
+    return time.perf_counter() - started - sum((seconds or {}).values())
