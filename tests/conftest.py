@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from brats_plugin import write_synthetic_release
+from brats_plugin import convert_release, write_synthetic_release
+from brats_plugin.nnunet_commands import run_nnunet, small_machine_environment, with_extension_trainers
 
 #: Small enough to be quick, large enough for a brain with a tumour.
 SMALL_SHAPE = (40, 48, 36)
@@ -15,6 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_CASE = REPO.parent / "shared" / "data" / "TCGA-DU-7294"
 #: The ``brats`` command, run with this interpreter (works whether or not the venv is activated).
 BRATS = [sys.executable, "-m", "brats_plugin.cli"]
+#: The planned datasets shared by the trainer and inference tests: region-based 2021, label-based 2023 MET.
+REGIONS, LABELS = 701, 702
+NAMES = {REGIONS: "Dataset701_BraTS2021", LABELS: "Dataset702_BraTS2023MET"}
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +55,63 @@ def nnunet_folders(tmp_path, monkeypatch):
         folder.mkdir()
         monkeypatch.setenv(name, str(folder))
     return folders
+
+
+@pytest.fixture(scope="session")
+def planned_datasets(tmp_path_factory):
+    """Two converted, planned and preprocessed datasets; the environment that points at them."""
+    base = tmp_path_factory.mktemp("planned")
+    folders = {name: base / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, folder in folders.items():
+            folder.mkdir()
+            patch.setenv(name, str(folder))
+        for key, dataset, regions in (("2021", REGIONS, True), ("2023-MET", LABELS, False)):
+            source = base / f"source-{key}"
+            write_synthetic_release(source, key, 6, shape=SMALL_SHAPE, seed=21)
+            test_source = base / f"test-{key}"
+            write_synthetic_release(test_source, key, 1, shape=SMALL_SHAPE, seed=21, first_index=50,
+                                    with_segmentation=False)
+            convert_release(source, dataset, regions=regions, test_source=test_source, progress=False)
+        environment = with_extension_trainers(small_machine_environment())
+        patch.setenv("nnUNet_extTrainer", environment["nnUNet_extTrainer"])
+        run_nnunet("nnUNetv2_plan_and_preprocess", ["-d", str(REGIONS), str(LABELS), "-c", "3d_fullres", "-np", "1"],
+                   env=environment, timeout=900, capture=True)
+        yield folders, environment
+
+
+@pytest.fixture(scope="session")
+def trained_models(planned_datasets):
+    """Models for the inference tests, made once: ``{"regions": ..., "regions_stock": ..., "labels": ...}``.
+
+    ``regions``: our ``nnUNetTrainerGDL_demo_2epochs`` trained by the real ``nnUNetv2_train`` on folds 1
+    and 2 of the region-based 2021 dataset (4 iterations from a 1% tumour prior: it predicts little).
+    ``regions_stock`` (2021 regions) and ``labels`` (2023 MET labels): stock ``nnUNetTrainer`` checkpoints
+    of fold 0 with their initial random weights, saved by nnU-Net's own trainer: the loading path of
+    models trained with a stock trainer, and label maps full of every label for the comparisons.
+    """
+    folders, environment = planned_datasets
+    trainer = "nnUNetTrainerGDL_demo_2epochs"
+    for fold in ("1", "2"):
+        run_nnunet("nnUNetv2_train", [str(REGIONS), "3d_fullres", fold, "-tr", trainer, "-device", "cpu"],
+                   env=environment, timeout=900, capture=True)
+    results = folders["nnUNet_results"]
+    return {"regions": results / NAMES[REGIONS] / f"{trainer}__nnUNetPlans__3d_fullres",
+            "regions_stock": _stock_checkpoint(folders, REGIONS), "labels": _stock_checkpoint(folders, LABELS)}
+
+
+def _stock_checkpoint(folders: dict[str, Path], dataset: int) -> Path:
+    """A results folder with fold 0 of a stock nnUNetTrainer, saved before any training step."""
+    import torch
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    torch.manual_seed(dataset)
+    stock = get_trainer_from_args(str(dataset), "3d_fullres", 0, "nnUNetTrainer", device=torch.device("cpu"))
+    stock.initialize()
+    folder = Path(stock.output_folder_base)
+    (folder / "fold_0").mkdir(parents=True, exist_ok=True)
+    stock.save_checkpoint(str(folder / "fold_0" / "checkpoint_final.pth"))
+    preprocessed = folders["nnUNet_preprocessed"] / NAMES[dataset]
+    shutil.copy(preprocessed / "nnUNetPlans.json", folder / "plans.json")
+    shutil.copy(preprocessed / "dataset.json", folder / "dataset.json")
+    return folder

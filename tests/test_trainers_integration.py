@@ -16,39 +16,18 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.run.run_training import get_trainer_from_args
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-from brats_plugin import convert_release, write_synthetic_release
-from brats_plugin.nnunet_commands import run_nnunet, small_machine_environment, with_extension_trainers
+from brats_plugin.nnunet_commands import run_nnunet
 from brats_plugin.trainers import (
     GeneralizedDiceLoss, nnUNetTrainerGDL, nnUNetTrainerGDL_demo_2epochs, nnUNetTrainerGDLCE,
 )
-from conftest import BRATS, SMALL_SHAPE
+from conftest import BRATS, LABELS, NAMES, REGIONS, SMALL_SHAPE
 
 pytestmark = pytest.mark.integration
-REGIONS, LABELS = 701, 702
-NAMES = {REGIONS: "Dataset701_BraTS2021", LABELS: "Dataset702_BraTS2023MET"}
 
 
-@pytest.fixture(scope="module")
-def planned(tmp_path_factory):
-    """Two converted, planned and preprocessed datasets; the environment that points at them."""
-    base = tmp_path_factory.mktemp("trainers")
-    folders = {name: base / name for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
-    with pytest.MonkeyPatch.context() as patch:
-        for name, folder in folders.items():
-            folder.mkdir()
-            patch.setenv(name, str(folder))
-        for key, dataset, regions in (("2021", REGIONS, True), ("2023-MET", LABELS, False)):
-            source = base / f"source-{key}"
-            write_synthetic_release(source, key, 6, shape=SMALL_SHAPE, seed=21)
-            test_source = base / f"test-{key}"
-            write_synthetic_release(test_source, key, 1, shape=SMALL_SHAPE, seed=21, first_index=50,
-                                    with_segmentation=False)
-            convert_release(source, dataset, regions=regions, test_source=test_source, progress=False)
-        environment = with_extension_trainers(small_machine_environment())
-        patch.setenv("nnUNet_extTrainer", environment["nnUNet_extTrainer"])
-        run_nnunet("nnUNetv2_plan_and_preprocess", ["-d", str(REGIONS), str(LABELS), "-c", "3d_fullres", "-np", "1"],
-                   env=environment, timeout=900, capture=True)
-        yield folders, environment
+@pytest.fixture
+def planned(planned_datasets):
+    return planned_datasets
 
 
 def _trainer(cls, dataset):

@@ -68,7 +68,8 @@ def open_model(path: str | os.PathLike, folds: list[str] | None = None, checkpoi
     folder = _find_results_folder(root, path)
     dataset_json, plans = (_read_json(folder / name) for name in ("dataset.json", "plans.json"))
     checkpoint_name = CHECKPOINT_FILES[checkpoint]
-    chosen = list(folds) if folds else _trained_folds(folder, checkpoint_name)
+    hint = f"is the training finished? try --checkpoint {'best' if checkpoint == 'final' else 'final'}"
+    chosen = list(folds) if folds else _trained_folds(folder, checkpoint_name, hint)
     files = []
     for fold in chosen:
         fold_folder = folder / f"fold_{fold}"
@@ -76,8 +77,7 @@ def open_model(path: str | os.PathLike, folds: list[str] | None = None, checkpoi
             trained = ", ".join(_fold_names(folder)) or "none"
             raise BratsInputError(f"{fold_folder}: fold {fold} is not trained in this model (trained: {trained})")
         if not (fold_folder / checkpoint_name).is_file():
-            raise BratsInputError(f"{fold_folder / checkpoint_name}: missing checkpoint (is the training of "
-                                  f"fold {fold} finished? try --checkpoint best)")
+            raise BratsInputError(f"{fold_folder / checkpoint_name}: missing checkpoint of fold {fold} ({hint})")
         files.append(fold_folder / checkpoint_name)
     return TrainedModel(folder, dataset_json, plans, tuple(chosen), tuple(files))
 
@@ -151,13 +151,13 @@ def _fold_names(folder: Path) -> list[str]:
     return sorted(p.name[len("fold_"):] for p in folder.glob("fold_*") if p.is_dir())
 
 
-def _trained_folds(folder: Path, checkpoint_name: str) -> list[str]:
+def _trained_folds(folder: Path, checkpoint_name: str, hint: str) -> list[str]:
     """Folds with the checkpoint: the numbered ones, else ``all`` (nnU-Net's own choice)."""
     done = [f for f in _fold_names(folder) if (folder / f"fold_{f}" / checkpoint_name).is_file()]
     numbered = [f for f in done if f != "all"]
     if numbered or done:
         return numbered or done
-    raise BratsInputError(f"{folder}: no fold has {checkpoint_name} (is training finished? try --checkpoint best)")
+    raise BratsInputError(f"{folder}: no fold has {checkpoint_name} ({hint})")
 
 
 def _read_json(path: Path) -> dict:

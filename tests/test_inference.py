@@ -1,0 +1,317 @@
+"""``brats predict`` and the Segmenter on models made by the real nnU-Net (see ``trained_models``).
+
+The reference for every prediction is the stock ``nnUNetv2_predict`` on the same model, files and
+settings: our output must be its label map, in BraTS labels, on the T1 image's exact header.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from brats_plugin import find_case, get_release, write_synthetic_release
+from brats_plugin.inference import Segmenter, predict_case
+from brats_plugin.inference.volumes import voxel_volume_ml
+from brats_plugin.nnunet_commands import run_nnunet
+from brats_plugin.releases import SEQUENCES
+from conftest import BRATS, LABELS, REGIONS, SHARED_CASE, SMALL_SHAPE
+
+pytestmark = pytest.mark.integration
+
+
+def brats_predict(*arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(BRATS + ["predict", *map(str, arguments)], capture_output=True, text=True, timeout=900,
+                          env=env)
+
+
+def stock_predict(case_folder: Path, model: Path, folds: list[str], dataset: int, environment: dict,
+                  work: Path) -> np.ndarray:
+    """The stock nnUNetv2_predict label map (nnU-Net labels) of one case, without mirroring."""
+    case = find_case(case_folder)
+    images = work / "stock_in"
+    images.mkdir(parents=True)
+    for channel, sequence in enumerate(SEQUENCES):
+        os.symlink(case.sequences[sequence], images / f"{case.case_id}_{channel:04d}.nii.gz")
+    trainer = model.name.split("__")[0]
+    run_nnunet("nnUNetv2_predict", ["-i", str(images), "-o", str(work / "stock_out"), "-d", str(dataset),
+                                    "-c", "3d_fullres", "-f", *folds, "-tr", trainer, "-device", "cpu",
+                                    "-npp", "0", "-nps", "0", "--disable_tta"],
+               env=environment, timeout=900, capture=True)
+    return np.asanyarray(nib.load(work / "stock_out" / f"{case.case_id}.nii.gz").dataobj)
+
+
+def assert_same_header(output: Path, reference: Path) -> None:
+    """Voxel for voxel on the reference: shape, affine, qform/sform with codes, pixdim, units; uint8."""
+    out, ref = nib.load(output), nib.load(reference)
+    assert out.shape == ref.shape
+    assert np.array_equal(out.affine, ref.affine)
+    for form in ("qform", "sform"):
+        assert np.array_equal(getattr(out, f"get_{form}")(), getattr(ref, f"get_{form}")())
+        assert int(out.header[f"{form}_code"]) == int(ref.header[f"{form}_code"])
+    assert np.array_equal(out.header["pixdim"][1:4], ref.header["pixdim"][1:4])
+    assert out.header["xyzt_units"] == ref.header["xyzt_units"]
+    assert out.get_data_dtype() == np.uint8
+
+
+def labels_of(path: Path) -> np.ndarray:
+    return np.asanyarray(nib.load(path).dataobj)
+
+
+@pytest.fixture(scope="module")
+def test_case_2021(planned_datasets) -> Path:
+    folders, _ = planned_datasets
+    return next((folders["nnUNet_raw"].parent / "test-2021").iterdir())
+
+
+# ---- equal to the stock predictor, on the input's header ------------------------------------------
+
+def test_region_model_two_folds_equals_stock_predict(trained_models, planned_datasets, test_case_2021, tmp_path):
+    _, environment = planned_datasets
+    model = trained_models["regions"]
+    completed = brats_predict("-i", test_case_2021, "-o", tmp_path / "out", "-m", model, "--folds", "1", "2", "--fast")
+    assert completed.returncode == 0, completed.stderr
+    ours = labels_of(tmp_path / "out" / f"{test_case_2021.name}.nii.gz")
+    stock = stock_predict(test_case_2021, model, ["1", "2"], REGIONS, environment, tmp_path)
+    release = get_release("2021")
+    assert np.array_equal(ours, np.vectorize(release.from_nnunet.get, otypes=[np.uint8])(stock))
+    assert_same_header(tmp_path / "out" / f"{test_case_2021.name}.nii.gz", find_case(test_case_2021).sequences["T1"])
+    assert f"{test_case_2021.name}: " in completed.stdout and "WT " in completed.stdout
+
+
+def test_stock_trainer_label_model_equals_stock_predict(trained_models, planned_datasets, tmp_path):
+    folders, environment = planned_datasets
+    case_folder = next((folders["nnUNet_raw"].parent / "test-2023-MET").iterdir())
+    model = trained_models["labels"]
+    segmentation = Segmenter(model, mirroring=False, device="cpu").predict_case(case_folder)
+    stock = stock_predict(case_folder, model, ["0"], LABELS, environment, tmp_path)
+    release = get_release("2023-MET")
+    assert segmentation.release is release
+    assert np.array_equal(segmentation.labels, np.vectorize(release.from_nnunet.get, otypes=[np.uint8])(stock))
+    assert set(np.unique(segmentation.labels)) == set(release.label_values)
+
+
+def test_oblique_anisotropic_case_equals_stock_predict_on_its_header(trained_models, planned_datasets, tmp_path):
+    _, environment = planned_datasets
+    source = tmp_path / "oblique"
+    write_synthetic_release(source, "2021", 1, shape=SMALL_SHAPE, spacing=(1.2, 0.9, 1.4),
+                            rotation_degrees=(12.0, -7.0, 25.0), seed=5, first_index=77, with_segmentation=False)
+    case_folder = next(source.iterdir())
+    model = trained_models["regions_stock"]
+    completed = brats_predict("-i", case_folder, "-o", tmp_path / "out", "-m", model, "--fast")
+    assert completed.returncode == 0, completed.stderr
+    output = tmp_path / "out" / f"{case_folder.name}.nii.gz"
+    assert_same_header(output, find_case(case_folder).sequences["T1"])
+    stock = stock_predict(case_folder, model, ["0"], REGIONS, environment, tmp_path)
+    assert len(np.unique(stock)) == 4
+    assert np.array_equal(labels_of(output), np.vectorize(get_release("2021").from_nnunet.get, otypes=[np.uint8])(stock))
+
+
+def test_real_case_keeps_its_exact_header_and_gets_volumes(trained_models, tmp_path):
+    completed = brats_predict("-i", SHARED_CASE, "-o", tmp_path / "out", "-m", trained_models["regions"],
+                              "--folds", "1", "--fast")
+    assert completed.returncode == 0, completed.stderr
+    output = tmp_path / "out" / "TCGA-DU-7294.nii.gz"
+    assert_same_header(output, SHARED_CASE / "TCGA-DU-7294_t1_bet.nii.gz")
+    labels = labels_of(output)
+    assert set(np.unique(labels)) <= set(get_release("2021").label_values)
+    report = json.loads((tmp_path / "out" / "TCGA-DU-7294.json").read_text())
+    assert report["volumes"]["regions"]["WT"]["mL"] == pytest.approx(np.count_nonzero(labels) / 1000.0)
+    rows = (tmp_path / "out" / "volumes.csv").read_text().splitlines()
+    assert rows[0].startswith("case_id,label 1 NCR/NET (mL)") and rows[1].startswith("TCGA-DU-7294,")
+
+
+# ---- labels, volumes, probabilities -----------------------------------------------------------------
+
+def test_2021_and_2023_labels_are_the_same_map(trained_models, test_case_2021):
+    model = trained_models["regions_stock"]
+    as_2021 = Segmenter(model, mirroring=False).predict_case(test_case_2021)
+    as_2023 = Segmenter(model, mirroring=False, labels="2023").predict_case(test_case_2021)
+    assert as_2023.release.key == "2023-GLI"
+    assert set(np.unique(as_2021.labels)) == {0, 1, 2, 4}  # every label occurs: the whole map is compared
+    assert np.array_equal(as_2023.labels, np.select([as_2021.labels == 4, as_2021.labels == 1, as_2021.labels == 2],
+                                                    [3, 1, 2], 0))
+    assert as_2021.volumes.regions == pytest.approx(as_2023.volumes.regions)
+
+
+def test_volumes_count_voxels_times_voxel_volume(trained_models, test_case_2021):
+    result = predict_case(test_case_2021, trained_models["regions_stock"], mirroring=False)
+    voxel = voxel_volume_ml(result.affine)
+    release = result.release
+    for region in release.regions:
+        expected = np.isin(result.labels, region.labels).sum() * voxel
+        assert result.volumes.regions[region.abbreviation] == pytest.approx(expected)
+    for value, ml in result.volumes.labels.items():
+        assert ml == pytest.approx((result.labels == value).sum() * voxel)
+    assert set(result.seconds) == {"read", "preprocess", "network", "export"}
+
+
+def test_probabilities_agree_with_labels(trained_models, test_case_2021, tmp_path):
+    completed = brats_predict("-i", test_case_2021, "-o", tmp_path, "-m", trained_models["regions_stock"], "--fast",
+                              "--probabilities")
+    assert completed.returncode == 0, completed.stderr
+    probabilities = nib.load(tmp_path / f"{test_case_2021.name}_probabilities.nii.gz")
+    labels = labels_of(tmp_path / f"{test_case_2021.name}.nii.gz")
+    values = np.asanyarray(probabilities.dataobj)
+    assert values.shape == (*SMALL_SHAPE, 3) and values.min() >= 0 and values.max() <= 1
+    assert np.array_equal(probabilities.affine, nib.load(find_case(test_case_2021).sequences["T1"]).affine)
+    # nnU-Net paints regions in regions_class_order: a voxel is tumour if any region is above 0.5, and
+    # enhancing (painted last) exactly where that region is
+    assert np.array_equal((values > 0.5).any(axis=-1), labels > 0)
+    assert np.array_equal(values[..., 2] > 0.5, labels == 4)
+    report = json.loads((tmp_path / f"{test_case_2021.name}.json").read_text())
+    assert report["probability_channels"] == ["whole tumor", "tumor core", "enhancing tumor"]
+
+
+# ---- inputs: folders, names, shards, zips -----------------------------------------------------------
+
+def _renamed_case(source: Path, target: Path, case_id: str, names: dict[str, str]) -> Path:
+    """A copy of a case folder with other file names (``names``: sequence -> new file name)."""
+    case = find_case(source)
+    folder = target / case_id
+    folder.mkdir(parents=True)
+    for sequence, name in names.items():
+        shutil.copy(case.sequences[sequence], folder / name)
+    return folder
+
+
+@pytest.fixture
+def mixed_folder(test_case_2021, tmp_path) -> Path:
+    """Three cases named like BraTS 2021, BraTS 2023 and the TCGA sample, plus one in a sub-folder."""
+    root = tmp_path / "mixed"
+    _renamed_case(test_case_2021, root, "BraTS2021_00001", {s: f"BraTS2021_00001_{t}.nii.gz" for s, t in
+                                                            zip(SEQUENCES, ("t1", "t1ce", "t2", "flair"))})
+    _renamed_case(test_case_2021, root, "BraTS-GLI-00002-000", {s: f"BraTS-GLI-00002-000-{t}.nii.gz" for s, t in
+                                                                zip(SEQUENCES, ("t1n", "t1c", "t2w", "t2f"))})
+    _renamed_case(test_case_2021, root, "TCGA-AB-0003", {s: f"TCGA-AB-0003_{t}_bet.nii.gz" for s, t in
+                                                         zip(SEQUENCES, ("t1", "t1c", "t2", "fla"))})
+    _renamed_case(test_case_2021, root / "site2", "patient4", {s: f"{t}.nii.gz" for s, t in
+                                                               zip(SEQUENCES, ("T1", "T1-Gd", "T2", "FLAIR"))})
+    return root
+
+
+def test_folder_with_mixed_namings(trained_models, mixed_folder, tmp_path):
+    out = tmp_path / "out"
+    completed = brats_predict("-i", mixed_folder, "-o", out, "-m", trained_models["regions_stock"], "--fast")
+    assert completed.returncode == 0, completed.stderr
+    ids = ["BraTS-GLI-00002-000", "BraTS2021_00001", "TCGA-AB-0003", "patient4"]
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == sorted(f"{i}.nii.gz" for i in ids)
+    maps = [labels_of(out / f"{i}.nii.gz") for i in ids]
+    assert len(np.unique(maps[0])) == 4 and all(np.array_equal(maps[0], m) for m in maps[1:])  # same images
+    assert len((out / "volumes.csv").read_text().splitlines()) == 1 + len(ids)
+
+
+def test_shards_cover_every_case_once(trained_models, mixed_folder, tmp_path):
+    out = tmp_path / "out"
+    seen: list[str] = []
+    for part in range(3):
+        completed = brats_predict("-i", mixed_folder, "-o", out, "-m", trained_models["regions"], "--folds", "1",
+                                  "--fast", "--num-parts", "3", "--part-id", part)
+        assert completed.returncode == 0, completed.stderr
+        seen += [line.split(":")[0] for line in completed.stdout.splitlines() if line.split(":")[0] in
+                 ("BraTS-GLI-00002-000", "BraTS2021_00001", "TCGA-AB-0003", "patient4")]
+    assert sorted(seen) == ["BraTS-GLI-00002-000", "BraTS2021_00001", "TCGA-AB-0003", "patient4"]
+    rows = (out / "volumes.csv").read_text().splitlines()[1:]
+    assert sorted(r.split(",")[0] for r in rows) == sorted(seen)  # the last part's table holds all parts
+
+
+def test_explicit_files_and_an_exported_zip(trained_models, planned_datasets, test_case_2021, tmp_path):
+    _, environment = planned_datasets
+    archive = tmp_path / "model.zip"
+    run_nnunet("nnUNetv2_export_model_to_zip", ["-d", str(REGIONS), "-o", str(archive), "-c", "3d_fullres",
+                                                "-tr", "nnUNetTrainerGDL_demo_2epochs", "-f", "1"],
+               env=environment, timeout=300, capture=True)
+    case = find_case(test_case_2021)
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    completed = brats_predict("--t1", case.sequences["T1"], "--t1c", case.sequences["T1Gd"], "--t2",
+                              case.sequences["T2"], "--flair", case.sequences["FLAIR"], "-o", tmp_path / "zip",
+                              "-m", archive, "--fast", env=env)
+    assert completed.returncode == 0, completed.stderr
+    from_folder = Segmenter(trained_models["regions"], folds=["1"], mirroring=False).predict_case(case)
+    assert np.array_equal(labels_of(tmp_path / "zip" / f"{case.case_id}.nii.gz"), from_folder.labels)
+    assert len(list((tmp_path / "cache" / "brats_plugin" / "models").iterdir())) == 1  # unpacked once, kept
+
+
+# ---- bad input: one line, exit status 2, nothing written -------------------------------------------
+
+def _assert_refused(completed: subprocess.CompletedProcess, *phrases: str) -> None:
+    assert completed.returncode == 2, completed.stdout + completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("brats: error: "), completed.stderr
+    for phrase in phrases:
+        assert phrase in lines[0]
+
+
+def _no_outputs(folder: Path) -> bool:
+    return not folder.exists() or not [p for p in folder.iterdir() if p.suffix in (".gz", ".json", ".csv")]
+
+
+def test_missing_sequence_is_refused(trained_models, test_case_2021, tmp_path):
+    broken = tmp_path / "case"
+    shutil.copytree(test_case_2021, broken)
+    next(broken.glob("*flair*")).unlink()
+    completed = brats_predict("-i", broken, "-o", tmp_path / "out", "-m", trained_models["regions"])
+    _assert_refused(completed, "missing FLAIR")
+    assert _no_outputs(tmp_path / "out")
+
+
+def test_mismatched_affine_is_refused(trained_models, test_case_2021, tmp_path):
+    broken = tmp_path / "case"
+    shutil.copytree(test_case_2021, broken)
+    t2 = next(broken.glob("*t2.nii.gz"))
+    image = nib.load(t2)
+    shifted = image.affine.copy()
+    shifted[0, 3] += 2.0
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), shifted, image.header), t2)
+    completed = brats_predict("-i", broken, "-o", tmp_path / "out", "-m", trained_models["regions"])
+    _assert_refused(completed, t2.name, "affine differs")
+    assert _no_outputs(tmp_path / "out")
+
+
+def test_nan_voxels_are_refused_before_the_network(trained_models, test_case_2021, tmp_path):
+    broken = tmp_path / "case"
+    shutil.copytree(test_case_2021, broken)
+    t1 = next(broken.glob("*t1.nii.gz"))
+    image = nib.load(t1)
+    voxels = np.asanyarray(image.dataobj).astype(np.float32)
+    voxels[3, 4, 5] = np.nan
+    header = image.header.copy()
+    header.set_data_dtype(np.float32)
+    nib.save(nib.Nifti1Image(voxels, image.affine, header), t1)
+    completed = brats_predict("-i", broken, "-o", tmp_path / "out", "-m", trained_models["regions"], "--fast")
+    _assert_refused(completed, t1.name, "NaN")
+    assert _no_outputs(tmp_path / "out")
+
+
+@pytest.mark.parametrize("problem", ["not a model", "fold not trained", "missing checkpoint", "no checkpoint"])
+def test_bad_models_are_refused(problem, trained_models, test_case_2021, tmp_path):
+    model = trained_models["regions"]
+    arguments = ["-i", test_case_2021, "-o", tmp_path / "out"]
+    if problem == "not a model":
+        arguments += ["-m", test_case_2021]
+        phrase = "not an nnU-Net model"
+    elif problem == "fold not trained":
+        arguments += ["-m", model, "--folds", "4"]
+        phrase = "fold 4 is not trained"
+    else:  # a copy without checkpoint_best.pth
+        copy = tmp_path / model.name
+        shutil.copytree(model, copy, ignore=shutil.ignore_patterns("checkpoint_best.pth"))
+        arguments += ["-m", copy, "--checkpoint", "best"]
+        phrase = "no fold has checkpoint_best.pth (is the training finished? try --checkpoint final)"
+        if problem == "missing checkpoint":
+            arguments += ["--folds", "1"]
+            phrase = "checkpoint_best.pth: missing checkpoint of fold 1"
+    _assert_refused(brats_predict(*arguments), phrase)
+    assert _no_outputs(tmp_path / "out")
+
+
+def test_unwritable_output_is_refused(trained_models, test_case_2021, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    _assert_refused(brats_predict("-i", test_case_2021, "-o", blocker / "out", "-m", trained_models["regions"]),
+                    "cannot write the output")

@@ -1,0 +1,156 @@
+"""Inference pieces that need no trained network: label maps, volumes, shards, model folders, channels."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from brats_plugin import BratsInputError, Case, get_release
+from brats_plugin.cases import case_from_files
+from brats_plugin.inference.labels import AssumedConventionWarning, label_map, model_release
+from brats_plugin.inference.model import open_model, unpack_zip
+from brats_plugin.inference.predict import shard
+from brats_plugin.inference.segmenter import input_channel_order
+from brats_plugin.inference.volumes import Volumes, measure_volumes, voxel_volume_ml
+
+
+# ---- labels -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("output", ["2021", "2023-GLI", "2024-PED", "2024-GLI"])
+def test_label_map_sends_each_tissue_to_the_output_release(output):
+    trained, target = get_release("2021"), get_release(output)
+    table = label_map(trained, target)
+    for label in trained.labels:
+        assert table.apply(np.array([label.nnunet]))[0] == target.label_of_tissue(label.tissue).value
+    assert table.apply(np.array([0]))[0] == 0
+
+
+def test_label_map_refuses_a_tissue_the_output_release_lacks():
+    with pytest.raises(BratsInputError, match="BraTS 2021 has no label for resection cavity"):
+        label_map(get_release("2024-GLI"), get_release("2021"))
+
+
+def test_model_release_is_read_from_the_brats_block():
+    assert model_release({"brats": {"release": "2023-MET"}, "labels": {}}, "x").key == "2023-MET"
+
+
+@pytest.mark.parametrize("regions", [True, False])
+def test_stock_brats_dataset_json_is_taken_as_nnunets_convention(regions):
+    labels, order = get_release("2021").nnunet_labels(regions)
+    renamed = {("background" if v == 0 else f"class {i}"): v for i, v in enumerate(labels.values())}
+    dataset = {"labels": renamed, **({"regions_class_order": order} if regions else {})}
+    with pytest.warns(AssumedConventionWarning, match="assuming nnU-Net's BraTS convention"):
+        assert model_release(dataset, "dataset.json").key == "2021"
+
+
+def test_non_brats_dataset_json_is_refused():
+    with pytest.raises(BratsInputError, match="dataset.json names no BraTS release"):
+        model_release({"labels": {"background": 0, "liver": 1, "tumour": 2}}, "dataset.json")
+
+
+# ---- volumes ----------------------------------------------------------------------------------------
+
+def test_volumes_use_the_affine_voxel_size():
+    affine = np.diag([0.5, 2.0, 1.5, 1.0])
+    affine[:3, :3] = affine[:3, :3] @ np.array([[0, 1, 0], [1, 0, 0], [0, 0, 1]])  # axes swapped: det < 0
+    labels = np.zeros((4, 4, 4), np.uint8)
+    labels[0, :2, :] = 1  # 8 voxels
+    labels[1, :, :] = 2  # 16
+    labels[2, 0, 0] = 4  # 1
+    volumes = measure_volumes(labels, get_release("2021"), affine)
+    voxel = 0.5 * 2.0 * 1.5 / 1000
+    assert voxel_volume_ml(affine) == pytest.approx(voxel)
+    assert volumes.labels == pytest.approx({1: 8 * voxel, 2: 16 * voxel, 4: voxel})
+    assert volumes.regions == pytest.approx({"WT": 25 * voxel, "TC": 9 * voxel, "ET": voxel})
+    assert Volumes.from_json(json.loads(json.dumps(volumes.to_json()))) == volumes
+
+
+# ---- shards -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("count,parts", [(7, 3), (4, 4), (2, 5), (10, 1)])
+def test_shards_partition_the_cases(count, parts):
+    cases = [Case(f"case{i:02d}", Path("."), {}) for i in reversed(range(count))]
+    shards = [shard(cases, parts, k) for k in range(parts)]
+    ids = [c.case_id for s in shards for c in s]
+    assert sorted(ids) == sorted(c.case_id for c in cases) and len(ids) == len(set(ids))
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+@pytest.mark.parametrize("parts,part", [(0, 0), (3, 3), (2, -1)])
+def test_bad_shards_are_refused(parts, part):
+    with pytest.raises(BratsInputError, match="--part-id"):
+        shard([], parts, part)
+
+
+# ---- model folders ----------------------------------------------------------------------------------
+
+def _fake_model(folder: Path, folds=("0",), checkpoint="checkpoint_final.pth") -> Path:
+    folder.mkdir(parents=True)
+    (folder / "plans.json").write_text("{}")
+    (folder / "dataset.json").write_text("{}")
+    for fold in folds:
+        (folder / f"fold_{fold}").mkdir()
+        (folder / f"fold_{fold}" / checkpoint).write_bytes(b"")
+    return folder
+
+
+def test_dataset_folder_with_several_models_prefers_3d_fullres(tmp_path):
+    _fake_model(tmp_path / "Dataset1_X" / "T__P__2d")
+    chosen = _fake_model(tmp_path / "Dataset1_X" / "T__P__3d_fullres", folds=("0", "1", "all"))
+    model = open_model(tmp_path / "Dataset1_X")
+    assert model.folder == chosen and model.folds == ("0", "1") and model.configuration == "3d_fullres"
+    assert open_model(chosen, ["all"]).checkpoint_files == (chosen / "fold_all" / "checkpoint_final.pth",)
+
+
+def test_only_fold_all_is_taken_when_alone(tmp_path):
+    assert open_model(_fake_model(tmp_path / "T__P__3d_fullres", folds=("all",))).folds == ("all",)
+
+
+def test_zip_is_unpacked_once_and_traversal_refused(tmp_path):
+    source = _fake_model(tmp_path / "src" / "Dataset1_X" / "T__P__3d_fullres")
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for path in source.rglob("*"):
+            bundle.write(path, path.relative_to(tmp_path / "src"))
+    first = open_model(archive, cache=tmp_path / "cache")
+    assert first.folder.name == "T__P__3d_fullres" and first.folder.is_relative_to(tmp_path / "cache")
+    assert open_model(archive, cache=tmp_path / "cache").folder == first.folder
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as bundle:
+        bundle.writestr("../outside.txt", "x")
+    with pytest.raises(BratsInputError, match="outside its folder"):
+        unpack_zip(evil, tmp_path / "cache")
+    assert not (tmp_path / "cache" / "outside.txt").exists() and not (tmp_path / "outside.txt").exists()
+    assert [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")] == []
+
+
+def test_not_a_zip_is_refused(tmp_path):
+    junk = tmp_path / "model.zip"
+    junk.write_text("hello")
+    with pytest.raises(BratsInputError, match="not a model folder or a readable zip"):
+        open_model(junk, cache=tmp_path / "cache")
+
+
+# ---- inputs -----------------------------------------------------------------------------------------
+
+def test_channel_order_follows_the_models_channel_names():
+    decathlon = {"channel_names": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}}
+    assert input_channel_order(decathlon, "x") == [3, 0, 1, 2]
+    ours = {"channel_names": {"0": "T1", "1": "T1Gd", "2": "T2", "3": "FLAIR"}}
+    assert input_channel_order(ours, "x") == [0, 1, 2, 3]
+    with pytest.raises(BratsInputError, match="not the four BraTS sequences"):
+        input_channel_order({"channel_names": {"0": "CT"}}, "x")
+
+
+def test_case_from_files_takes_its_id_from_the_t1_name(tmp_path):
+    names = {"T1": "BraTS-GLI-00007-000-t1n.nii.gz", "T1Gd": "a.nii.gz", "T2": "b.nii.gz", "FLAIR": "c.nii.gz"}
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"")
+    case = case_from_files({k: tmp_path / v for k, v in names.items()})
+    assert case.case_id == "BraTS-GLI-00007-000"
+    assert case_from_files({k: tmp_path / v for k, v in names.items()}, "mine").case_id == "mine"
+    with pytest.raises(BratsInputError, match="missing FLAIR"):
+        case_from_files({k: tmp_path / v for k, v in names.items() if k != "FLAIR"})
