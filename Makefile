@@ -20,8 +20,11 @@ $(STAMP): setup.py pyproject.toml
 test: install
 	$(BIN)/python -m pytest
 
+# the real sample case beside the project, when it is there, is segmented too
+SAMPLE_CASE := $(wildcard ../shared/data/TCGA-DU-7294)
+
 demo: install
-	$(BIN)/brats demo --output demo_output
+	$(BIN)/brats demo --output demo_output $(if $(SAMPLE_CASE),--also $(SAMPLE_CASE))
 
 benchmarks: install
 	$(BIN)/python benchmarks/convert.py

@@ -253,8 +253,8 @@ def check_image(image: nib.Nifti1Image, *, read_all_voxels: bool = False, read_f
 def check_finite(voxels: np.ndarray, path: str | os.PathLike) -> None:
     """Raise unless every voxel read from ``path`` is a finite number."""
     if voxels.dtype.kind == "f" and not np.isfinite(voxels).all():
-        raise BratsInputError(f"{path}: {int(np.size(voxels) - np.isfinite(voxels).sum())} voxels are "
-                              "NaN or infinite")
+        count = int(np.size(voxels) - np.isfinite(voxels).sum())
+        raise BratsInputError(f"{path}: {count} NaN or infinite voxel{'s' if count > 1 else ''}")
 
 
 def check_same_grid(image: nib.Nifti1Image, reference: nib.Nifti1Image) -> None:

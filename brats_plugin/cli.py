@@ -104,20 +104,24 @@ def _run_synth(args: argparse.Namespace) -> None:
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "demo", help="the whole path on a built-in synthetic default (what `make demo` runs)",
-        description="Synthesise BraTS-like cases, convert them to an nnU-Net dataset, plan and preprocess it and "
-                    "train a generalised-Dice model with nnU-Net, all below OUTPUT (nnU-Net's folders included).",
-        epilog="example:\n  brats demo --output demo_output",
+        description="Synthesise BraTS-like cases, convert them to an nnU-Net dataset, plan and preprocess it, "
+                    "train a generalised-Dice model with nnU-Net and segment the held-out cases, all below OUTPUT "
+                    "(nnU-Net's folders included).",
+        epilog="example:\n  brats demo --output demo_output --also ../shared/data/TCGA-DU-7294",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="demo_output", help="folder for everything (default demo_output)")
     parser.add_argument("--cases", type=int, default=6, help="synthetic training cases (default 6)")
     parser.add_argument("--trainer", help="trainer to train (default nnUNetTrainerGDLCE_demo, about 6 minutes "
                                           "on 2 CPU cores; nnUNetTrainerGDL_demo for GDL alone)")
+    parser.add_argument("--also", metavar="CASE_DIR", nargs="+", default=[],
+                        help="real case folders to segment with the demo model too (make demo passes the "
+                             "shared sample case when it is there)")
     parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> None:
     from brats_plugin.demo import DEMO_TRAINER, run_demo
-    run_demo(args.output, training_cases=args.cases, trainer=args.trainer or DEMO_TRAINER,
+    run_demo(args.output, training_cases=args.cases, trainer=args.trainer or DEMO_TRAINER, extra_cases=args.also,
              say=lambda line: print(line, flush=True))
 
 
@@ -161,6 +165,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
     from brats_plugin.devices import DEVICE_CHOICES
+    from brats_plugin.inference.settings import TILINGS
     parser = commands.add_parser(
         "predict", help="segment BraTS cases with a trained model: labelled NIfTI masks and volumes",
         description="Segment one case folder, a folder of case folders, or four explicit files with a trained "
@@ -185,7 +190,12 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
                                                    "trained fold)")
     parser.add_argument("--checkpoint", choices=("final", "best"), default="final", help="default final")
     parser.add_argument("--fast", action="store_true",
-                        help="no test-time mirroring: about 8x less work, Dice change measured in the README")
+                        help="--no-mirroring --tiling whole: measured to keep Dice (README, 'Prediction speed')")
+    parser.add_argument("--no-mirroring", action="store_true",
+                        help="no test-time mirroring (nnU-Net's --disable_tta): about 8x less network work")
+    parser.add_argument("--tiling", choices=TILINGS, default=None,
+                        help="nnunet: overlapping planned patches at --step-size (default); whole: one network pass "
+                             "over the whole cropped brain (--fast)")
     parser.add_argument("--step-size", type=float, default=0.5, help="sliding-window step, fraction of the "
                                                                       "patch (default 0.5)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="default auto: cuda, mps, cpu")
@@ -201,12 +211,20 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> None:
+    from brats_plugin.cases import check_case_headers
     from brats_plugin.inference.predict import collect_cases, predict_cases, prepare_output, shard
-    from brats_plugin.inference.segmenter import FAST_SETTINGS, Segmenter
+    from brats_plugin.inference.segmenter import Segmenter
+    from brats_plugin.inference.settings import FAST_SETTINGS
     sequences = {"T1": args.t1, "T1Gd": args.t1c, "T2": args.t2, "FLAIR": args.flair}
     cases = shard(collect_cases(args.input, sequences, args.case_id), args.num_parts, args.part_id)
     prepare_output(args.output)
+    for case in cases:  # input mistakes before the model is loaded (cheap: headers only)
+        check_case_headers(case)
     settings = dict(FAST_SETTINGS) if args.fast else {}
+    if args.no_mirroring:
+        settings["mirroring"] = False
+    if args.tiling:
+        settings["tiling"] = args.tiling
     segmenter = Segmenter(args.model, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
                           step_size=args.step_size, labels=args.labels, threads=args.threads, **settings)
     print(f"{len(cases)} case(s), model {segmenter.model.folder.name} folds {' '.join(segmenter.model.folds)}, "

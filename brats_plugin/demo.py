@@ -1,5 +1,7 @@
 """The end-to-end demo on a built-in default: synthetic BraTS cases -> nnU-Net dataset -> plans ->
-a generalised-Dice (+ cross-entropy) model trained on the CPU (the GPU when there is one).
+a generalised-Dice (+ cross-entropy) model trained on the CPU (the GPU when there is one) -> label
+maps and volumes of the held-out cases (and of any real case folders given) with ``brats predict``'s
+library.
 
 Everything is written below one output folder, with nnU-Net's three folders inside it, so the demo
 never touches a user's own ``nnUNet_raw``/``nnUNet_preprocessed``/``nnUNet_results``.
@@ -12,11 +14,15 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
+from brats_plugin.cases import check_case_headers, find_case, find_cases
 from brats_plugin.dataset_conversion import convert_release, write_synthetic_release
 from brats_plugin.devices import default_device
 from brats_plugin.errors import BratsInputError
+from brats_plugin.inference.predict import predict_cases
+from brats_plugin.inference.segmenter import Segmenter
+from brats_plugin.inference.settings import FAST_SETTINGS
 from brats_plugin.nnunet_commands import run_nnunet_logged, small_machine_environment, with_extension_trainers
 
 DEMO_DATASET_ID = 990
@@ -32,13 +38,21 @@ _TRAINING_PROGRESS = re.compile(r"Epoch \d+$|Generalised Dice score|Epoch time|M
 
 
 def run_demo(output: str | Path = "demo_output", *, training_cases: int = 6, test_cases: int = 2,
-             trainer: str = DEMO_TRAINER, seed: int = 0, say: Callable[[str], None] = print) -> dict[str, Path]:
-    """Run the demo; return the main folders it made. ``say`` receives one progress line at a time."""
+             trainer: str = DEMO_TRAINER, extra_cases: Sequence[str | Path] = (), seed: int = 0,
+             say: Callable[[str], None] = print) -> dict[str, Path]:
+    """Run the demo; return the main folders it made. ``say`` receives one progress line at a time.
+
+    ``extra_cases``: case folders (e.g. a real BraTS case) segmented with the demo model after the
+    held-out synthetic cases; they are validated before anything else runs.
+    """
     output = Path(output).resolve()
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise BratsInputError(f"{output}: cannot create the demo folder ({error.strerror})") from None
+    extra = [find_case(folder) for folder in extra_cases]
+    for case in extra:
+        check_case_headers(case)
     folders = {name: output / name for name in NNUNET_FOLDERS}
     environment = with_extension_trainers(small_machine_environment())
     environment.update({name: str(path) for name, path in folders.items()})
@@ -47,14 +61,14 @@ def run_demo(output: str | Path = "demo_output", *, training_cases: int = 6, tes
     started = time.perf_counter()
 
     source, test_source = output / "source" / "training", output / "source" / "test"
-    say(f"[1/4] synthesising {training_cases} training + {test_cases} test cases "
+    say(f"[1/5] synthesising {training_cases} training + {test_cases} test cases "
         f"(BraTS {DEMO_RELEASE} layout, {'x'.join(map(str, DEMO_SHAPE))} voxels) in {source.parent}")
     shutil.rmtree(source.parent, ignore_errors=True)  # a re-run starts afresh (maybe with fewer cases)
     write_synthetic_release(source, DEMO_RELEASE, training_cases, shape=DEMO_SHAPE, seed=seed)
     write_synthetic_release(test_source, DEMO_RELEASE, test_cases, shape=DEMO_SHAPE, seed=seed,
                             first_index=training_cases + 1, with_segmentation=False)
 
-    say("[2/4] converting to an nnU-Net raw dataset (region-based WT/TC/ET)")
+    say("[2/5] converting to an nnU-Net raw dataset (region-based WT/TC/ET)")
     _set_environment(environment)
     result = convert_release(source, DEMO_DATASET_ID, name="BraTSDemo", test_source=test_source,
                              release=DEMO_RELEASE, overwrite=True, progress=False)
@@ -63,7 +77,7 @@ def run_demo(output: str | Path = "demo_output", *, training_cases: int = 6, tes
         shutil.rmtree(folder / result.dataset_folder.name, ignore_errors=True)
 
     arguments = ["-d", str(DEMO_DATASET_ID), "-c", "3d_fullres", "--verify_dataset_integrity", "-np", "1"]
-    say(f"[3/4] nnUNetv2_plan_and_preprocess {' '.join(arguments)}  (about a minute)")
+    say(f"[3/5] nnUNetv2_plan_and_preprocess {' '.join(arguments)}  (about a minute)")
     run_nnunet_logged("nnUNetv2_plan_and_preprocess", arguments, environment, logs / "plan_and_preprocess.log")
     preprocessed = folders["nnUNet_preprocessed"] / result.dataset_folder.name
     plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())["configurations"]["3d_fullres"]
@@ -73,12 +87,21 @@ def run_demo(output: str | Path = "demo_output", *, training_cases: int = 6, tes
 
     device = default_device().type
     arguments = [str(DEMO_DATASET_ID), "3d_fullres", "0", "-tr", trainer, "-device", device]
-    say(f"[4/4] nnUNetv2_train {' '.join(arguments)}  (generalised Dice loss, on {device})")
+    say(f"[4/5] nnUNetv2_train {' '.join(arguments)}  (generalised Dice loss, on {device})")
     run_nnunet_logged("nnUNetv2_train", arguments, environment, logs / "train.log",
                       show=lambda line: say(f"      {line}") if _TRAINING_PROGRESS.search(line) else None)
     model = folders["nnUNet_results"] / result.dataset_folder.name / f"{trainer}__nnUNetPlans__3d_fullres"
     dice = _validation_dice(model / "fold_0" / "validation" / "summary.json",
                             result.dataset_folder / "dataset.json")
+
+    predictions = output / "predictions"
+    cases = find_cases(test_source) + extra
+    say(f"[5/5] brats predict --fast: {len(cases)} case(s) -> {predictions}")
+    segmenter = Segmenter(model, folds=["0"], **FAST_SETTINGS)
+    predict_cases(cases, predictions, segmenter, progress=False, report=lambda line: say(f"      {line}"))
+    if extra:
+        say("      (a model trained for minutes on synthetic phantoms: its masks on real scans show the path, "
+            "not a diagnosis)")
 
     say("")
     say(f"done in {time.perf_counter() - started:.0f} s. Dice on the held-out validation cases of fold 0: "
@@ -88,13 +111,15 @@ def run_demo(output: str | Path = "demo_output", *, training_cases: int = 6, tes
     say(f"  nnU-Net raw dataset       {result.dataset_folder}")
     say(f"  nnU-Net plans             {preprocessed / 'nnUNetPlans.json'}")
     say(f"  trained model             {model}")
+    say(f"  label maps and volumes    {predictions}")
     say(f"  logs                      {logs}")
     say("To use these folders with nnU-Net yourself:")
     for name, path in folders.items():
         say(f"  export {name}={path}")
     say(f"  export nnUNet_extTrainer={environment['nnUNet_extTrainer']}")
     say("Real BraTS data: brats convert, nnUNetv2_plan_and_preprocess, brats train (see the README).")
-    return {"source": source.parent, "raw": result.dataset_folder, "preprocessed": preprocessed, "model": model}
+    return {"source": source.parent, "raw": result.dataset_folder, "preprocessed": preprocessed, "model": model,
+            "predictions": predictions}
 
 
 def _validation_dice(summary: Path, dataset_json: Path) -> dict[str, float]:

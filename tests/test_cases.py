@@ -173,7 +173,7 @@ def test_nan_voxels(case_folder):
     array[3, 4, 5] = np.nan
     array[3, 4, 6] = np.inf
     _rewrite(path, array)
-    with pytest.raises(BratsInputError, match="_t1.nii.gz: 2 voxels are NaN or infinite"):
+    with pytest.raises(BratsInputError, match="_t1.nii.gz: 2 NaN or infinite voxels"):
         _check(case_folder)
 
 

@@ -15,8 +15,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from brats_plugin import find_case, get_release, write_synthetic_release
+from brats_plugin import find_case, find_cases, get_release, write_synthetic_release
 from brats_plugin.inference import Segmenter, predict_case
+from brats_plugin.inference.settings import TILINGS
+from brats_plugin.inference.whole_brain import whole_tile
 from brats_plugin.inference.volumes import voxel_volume_ml
 from brats_plugin.nnunet_commands import run_nnunet
 from brats_plugin.releases import SEQUENCES
@@ -251,40 +253,45 @@ def _no_outputs(folder: Path) -> bool:
     return not folder.exists() or not [p for p in folder.iterdir() if p.suffix in (".gz", ".json", ".csv")]
 
 
-def test_missing_sequence_is_refused(trained_models, test_case_2021, tmp_path):
+def _damaged_copy(case_folder: Path, tmp_path: Path, pattern: str, damage) -> tuple[Path, Path]:
+    """A copy of the case whose file matching ``pattern`` is rewritten as ``damage(voxels, affine, header)``
+    returns (or deleted when it returns None); returns (case folder, damaged file)."""
     broken = tmp_path / "case"
-    shutil.copytree(test_case_2021, broken)
-    next(broken.glob("*flair*")).unlink()
-    completed = brats_predict("-i", broken, "-o", tmp_path / "out", "-m", trained_models["regions"])
-    _assert_refused(completed, "missing FLAIR")
-    assert _no_outputs(tmp_path / "out")
+    shutil.copytree(case_folder, broken)
+    path = next(broken.glob(pattern))
+    image = nib.load(path)
+    replacement = damage(np.asanyarray(image.dataobj), image.affine.copy(), image.header.copy())
+    if replacement is None:
+        path.unlink()
+    else:
+        nib.save(nib.Nifti1Image(*replacement), path)
+    return broken, path
 
 
-def test_mismatched_affine_is_refused(trained_models, test_case_2021, tmp_path):
-    broken = tmp_path / "case"
-    shutil.copytree(test_case_2021, broken)
-    t2 = next(broken.glob("*t2.nii.gz"))
-    image = nib.load(t2)
-    shifted = image.affine.copy()
-    shifted[0, 3] += 2.0
-    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), shifted, image.header), t2)
-    completed = brats_predict("-i", broken, "-o", tmp_path / "out", "-m", trained_models["regions"])
-    _assert_refused(completed, t2.name, "affine differs")
-    assert _no_outputs(tmp_path / "out")
+def _shifted(voxels, affine, header):
+    affine[0, 3] += 2.0
+    return voxels, affine, header
 
 
-def test_nan_voxels_are_refused_before_the_network(trained_models, test_case_2021, tmp_path):
-    broken = tmp_path / "case"
-    shutil.copytree(test_case_2021, broken)
-    t1 = next(broken.glob("*t1.nii.gz"))
-    image = nib.load(t1)
-    voxels = np.asanyarray(image.dataobj).astype(np.float32)
+def _with_nan(voxels, affine, header):
+    voxels = voxels.astype(np.float32)
     voxels[3, 4, 5] = np.nan
-    header = image.header.copy()
     header.set_data_dtype(np.float32)
-    nib.save(nib.Nifti1Image(voxels, image.affine, header), t1)
+    return voxels, affine, header
+
+
+@pytest.mark.parametrize("pattern,damage,phrase", [
+    ("*flair*", lambda *image: None, "missing FLAIR"),
+    ("*t2.nii.gz", _shifted, "affine differs"),
+    ("*t1.nii.gz", _with_nan, ": 1 NaN or infinite voxel"),
+])
+def test_bad_cases_are_refused_before_anything_is_written(pattern, damage, phrase, trained_models, test_case_2021,
+                                                          tmp_path):
+    broken, path = _damaged_copy(test_case_2021, tmp_path, pattern, damage)
     completed = brats_predict("-i", broken, "-o", tmp_path / "out", "-m", trained_models["regions"], "--fast")
-    _assert_refused(completed, t1.name, "NaN")
+    _assert_refused(completed, phrase)
+    if path.exists():
+        assert path.name in completed.stderr
     assert _no_outputs(tmp_path / "out")
 
 
@@ -315,3 +322,40 @@ def test_unwritable_output_is_refused(trained_models, test_case_2021, tmp_path):
     blocker.write_text("not a folder")
     _assert_refused(brats_predict("-i", test_case_2021, "-o", blocker / "out", "-m", trained_models["regions"]),
                     "cannot write the output")
+
+
+# ---- --fast: the whole brain in one pass, with the lean U-Net forward ---------------------------------
+
+def test_whole_brain_tiling_runs_the_network_once(trained_models, tmp_path):
+    write_synthetic_release(tmp_path / "big", "2021", 1, shape=(80, 96, 72), seed=3, with_segmentation=False)
+    case = find_cases(tmp_path / "big")[0]
+    calls: dict[str, list[tuple]] = {}
+    for tiling in TILINGS:
+        segmenter = Segmenter(trained_models["regions_stock"], mirroring=False, tiling=tiling)
+        seen: list[tuple] = []
+        hook = segmenter._predictor.network.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape[2:])))
+        assert segmenter.predict_case(case).labels.shape == (80, 96, 72)
+        hook.remove()
+        calls[tiling] = seen
+    plans = json.loads((trained_models["regions_stock"] / "plans.json").read_text())["configurations"]["3d_fullres"]
+    patch = tuple(plans["patch_size"])
+    divisors = np.prod(plans["architecture"]["arch_kwargs"]["strides"], axis=0)
+    assert len(calls["nnunet"]) > 1 and all(shape == patch for shape in calls["nnunet"])
+    assert len(calls["whole"]) == 1 and not np.any(np.array(calls["whole"][0]) % divisors)
+    assert np.prod(calls["whole"][0]) < len(calls["nnunet"]) * np.prod(patch)
+
+
+def test_lean_unet_gives_the_networks_own_output(trained_models):
+    import torch
+    from brats_plugin.inference.lean_unet import LeanUNet
+    network = Segmenter(trained_models["regions_stock"], device="cpu")._predictor.network
+    assert isinstance(network, LeanUNet)
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 48, 64, 48)
+    with torch.inference_mode():
+        assert torch.equal(network(x), network.network(x))
+
+
+def test_whole_tile_rounds_up_to_the_strides():
+    assert whole_tile((131, 162, 129), [16, 32, 32]) == [144, 192, 160]  # the real case's cropped brain
+    assert whole_tile((64, 64, 64), [32, 32, 32]) == [64, 64, 64]

@@ -32,11 +32,10 @@ from brats_plugin.devices import resolve_device
 from brats_plugin.errors import BratsInputError
 from brats_plugin.inference.labels import label_map, model_release
 from brats_plugin.inference.model import TrainedModel, open_model
+from brats_plugin.inference.settings import TILINGS
 from brats_plugin.inference.volumes import Volumes, measure_volumes
 from brats_plugin.releases import SEQUENCES, Release, get_release
 
-#: What ``--fast`` changes: no test-time mirroring (measured: see the README's prediction benchmark).
-FAST_SETTINGS = {"mirroring": False}
 #: nnU-Net image readers whose arrays are the NIfTI voxel array with its axes reversed.
 AXIS_REVERSING_READERS = ("SimpleITKIO", "NibabelIO")
 
@@ -83,15 +82,18 @@ class Segmenter:
         device: ``"auto"`` (GPU when there is one), ``"cuda"``, ``"cpu"``, ``"mps"``, or a torch device.
         mirroring: test-time mirroring (nnU-Net's default; about 8x the work of one pass in 3-D).
         step_size: sliding-window step as a fraction of the patch (nnU-Net's default 0.5).
+        tiling: ``"nnunet"`` (planned patches, overlapping) or ``"whole"`` (one pass over the cropped brain).
         labels: release key of the output labels; None: the model's own release (2021 if unrecorded).
         threads: CPU threads for the network; None leaves torch's setting.
     """
 
     def __init__(self, model: str | os.PathLike, *, folds: list[str] | None = None, checkpoint: str = "final",
                  device: str | torch.device = "auto", mirroring: bool = True, step_size: float = 0.5,
-                 labels: str | None = None, threads: int | None = None):
+                 tiling: str = "nnunet", labels: str | None = None, threads: int | None = None):
         if not 0 < step_size <= 1:
             raise BratsInputError(f"--step-size {step_size}: must be in (0, 1]")
+        if tiling not in TILINGS:
+            raise BratsInputError(f"--tiling {tiling}: choose one of {', '.join(TILINGS)}")
         self.model: TrainedModel = open_model(model, folds, checkpoint)
         source = str(self.model.folder / "dataset.json")
         reader = self.model.plans.get("image_reader_writer", "SimpleITKIO")
@@ -105,7 +107,7 @@ class Segmenter:
         self._channels = input_channel_order(self.model.dataset_json, source)
         if threads:
             torch.set_num_threads(threads)
-        self._predictor = _load_predictor(self.model, self.device, mirroring, step_size)
+        self._predictor = _load_predictor(self.model, self.device, mirroring, step_size, tiling)
         self._preprocessor = self._predictor.configuration_manager.preprocessor_class(verbose=False)
 
     @property
@@ -169,9 +171,11 @@ def input_channel_order(dataset_json: dict, source: str) -> list[int]:
     return [SEQUENCES.index(s) for s in sequences]
 
 
-def _load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, step_size: float):
-    """nnU-Net's predictor with the model's network and the weights of every chosen fold."""
+def _load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, step_size: float, tiling: str):
+    """nnU-Net's predictor (or ours with larger tiles) with the model's network and every chosen fold."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from brats_plugin.inference.lean_unet import LeanUNet
+    from brats_plugin.inference.whole_brain import WholeBrainPredictor
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -187,16 +191,19 @@ def _load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, 
         enable_deep_supervision=False)
     weights = [c["network_weights"] for c in checkpoints]
     try:
-        network.load_state_dict(weights[0])
+        # one fold: the network shares the checkpoint's tensors (one copy in memory); several: nnU-Net
+        # copies each fold's weights into the network in turn, so the network needs tensors of its own
+        network.load_state_dict(weights[0], assign=len(weights) == 1)
     except RuntimeError as error:
         raise BratsInputError(f"{model.checkpoint_files[0]}: weights do not fit the planned network "
                               f"({str(error).splitlines()[0]})") from None
+    options = dict(tile_step_size=step_size, use_gaussian=True, use_mirroring=mirroring,
+                   perform_everything_on_device=device.type == "cuda", device=device, verbose=False, allow_tqdm=False)
     with contextlib.redirect_stdout(io.StringIO()):  # it prints a note on every non-CUDA device
-        predictor = nnUNetPredictor(tile_step_size=step_size, use_gaussian=True, use_mirroring=mirroring,
-                                    perform_everything_on_device=device.type == "cuda", device=device,
-                                    verbose=False, allow_tqdm=False)
-    predictor.manual_initialization(network, plans_manager, configuration_manager, weights, model.dataset_json,
-                                    first["trainer_name"], first.get("inference_allowed_mirroring_axes"))
+        predictor = (WholeBrainPredictor if tiling == "whole" else nnUNetPredictor)(**options)
+    predictor.manual_initialization(LeanUNet(network) if LeanUNet.supports(network) else network, plans_manager,
+                                    configuration_manager, weights, model.dataset_json, first["trainer_name"],
+                                    first.get("inference_allowed_mirroring_axes"))
     return predictor
 
 

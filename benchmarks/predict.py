@@ -1,0 +1,227 @@
+"""Benchmark: ``brats predict`` against the stock ``nnUNetv2_predict``, on the CPU, in one run.
+
+overhead  the same model, cases and settings through nnU-Net's own sequential predictor
+          (``predict_from_files_sequential``: read, preprocess, predict, export, write) and through our
+          Segmenter + writer, alternating rounds after a warm-up; prints medians and the ratio.
+brats     the shared real case (240x240x155) through a network with BraTS-sized plans (a full-size
+          synthetic dataset planned by nnU-Net; stock nnUNetTrainer initial weights, which time the
+          same as trained ones): wall time and peak memory of whole ``brats predict`` runs, default
+          settings and ``--fast``, plus the CPU speed-ups tried for ``--fast``.
+quality   Dice (WT/TC/ET) on held-out synthetic cases of the trained demo-size model (from
+          benchmarks/train.py) with the default settings and with each ``--fast`` ingredient.
+
+Everything lives in benchmarks/output/predict (its own nnU-Net folders). Usage:
+    python benchmarks/predict.py [--part overhead|brats|quality|all] [--skip-default]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from brats_plugin import convert_release, find_case, find_cases, get_release, write_synthetic_release
+from brats_plugin.nnunet_commands import (
+    nnunet_executable, run_nnunet, small_machine_environment, with_extension_trainers,
+)
+from brats_plugin.releases import SEQUENCES
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "output" / "predict"
+TRAINED = HERE / "output" / "train"  # benchmarks/train.py's dataset 950 and its trained demo models
+SHARED_CASE = HERE.parents[1] / "shared" / "data" / "TCGA-DU-7294"
+BRATS_DATASET = 960
+DEMO_MODEL = "nnUNetTrainerGDL_demo__nnUNetPlans__3d_fullres"
+
+
+def nnunet_environment(base: Path) -> dict[str, str]:
+    environment = small_machine_environment()
+    environment.update({name: str(base / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
+    return environment
+
+
+def brats_sized_model() -> Path:
+    """A results folder with BraTS-sized plans: 4 synthetic 240x240x155 cases, planned, initial weights."""
+    environment = nnunet_environment(WORK)
+    folder = WORK / "nnUNet_results" / f"Dataset{BRATS_DATASET}_BratsSize" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    if (folder / "fold_0" / "checkpoint_final.pth").is_file():
+        return folder
+    shutil.rmtree(WORK, ignore_errors=True)
+    write_synthetic_release(WORK / "source", "2021", 4, seed=3)
+    os.environ.update(environment)
+    convert_release(WORK / "source", BRATS_DATASET, name="BratsSize", progress=False)
+    run_nnunet("nnUNetv2_plan_and_preprocess", ["-d", str(BRATS_DATASET), "-c", "3d_fullres", "-np", "1"],
+               env=environment, capture=True)
+    script = (
+        "import shutil, sys, torch\n"
+        "from pathlib import Path\n"
+        "from nnunetv2.run.run_training import get_trainer_from_args\n"
+        f"trainer = get_trainer_from_args('{BRATS_DATASET}', '3d_fullres', 0, 'nnUNetTrainer', device=torch.device('cpu'))\n"
+        "trainer.initialize()\n"
+        "folder = Path(trainer.output_folder_base)\n"
+        "(folder / 'fold_0').mkdir(parents=True, exist_ok=True)\n"
+        "trainer.save_checkpoint(str(folder / 'fold_0' / 'checkpoint_final.pth'))\n"
+        "pre = Path(trainer.preprocessed_dataset_folder_base)\n"
+        "shutil.copy(pre / 'nnUNetPlans.json', folder / 'plans.json')\n"
+        "shutil.copy(pre / 'dataset.json', folder / 'dataset.json')\n")
+    subprocess.run([sys.executable, "-c", script], env=environment, check=True, capture_output=True)
+    return folder
+
+
+def timed_run(command: list[str], environment: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (GiB) of one command run to completion."""
+    with tempfile.TemporaryFile("w+") as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, env=environment)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status):
+            errors.seek(0)
+            raise RuntimeError(f"{' '.join(command)} failed:\n{errors.read()[-2000:]}")
+    return wall, usage.ru_maxrss / 2**20  # kB -> GiB
+
+
+def brats(model: Path, out: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "brats_plugin.cli", "predict", "-i", str(SHARED_CASE), "-o",
+            str(WORK / "out" / out), "-m", str(model), *extra]
+
+
+def part_brats(skip_default: bool) -> None:
+    model = brats_sized_model()
+    plans = json.loads((model / "plans.json").read_text())["configurations"]["3d_fullres"]
+    print(f"\nbrats: real case 240x240x155 through BraTS-sized plans (patch {'x'.join(map(str, plans['patch_size']))}, "
+          f"{len(plans['architecture']['arch_kwargs']['features_per_stage'])} stages), 2 CPU cores; wall time and "
+          "peak memory of whole commands (start-up included)")
+    stock_inputs = WORK / "stock_in"
+    if not stock_inputs.exists():
+        stock_inputs.mkdir()
+        case = find_case(SHARED_CASE)
+        for channel, sequence in enumerate(SEQUENCES):
+            os.symlink(case.sequences[sequence], stock_inputs / f"{case.case_id}_{channel:04d}.nii.gz")
+    stock = [nnunet_executable("nnUNetv2_predict"), "-i", str(stock_inputs), "-o", str(WORK / "out" / "stock"),
+             "-d", str(BRATS_DATASET), "-c", "3d_fullres", "-f", "0", "-tr", "nnUNetTrainer", "-device", "cpu",
+             "-npp", "0", "-nps", "0", "--disable_tta"]
+    runs = [
+        ("stock nnUNetv2_predict --disable_tta", stock),
+        ("brats predict --no-mirroring", brats(model, "tiles", "--no-mirroring")),
+        ("brats predict --fast", brats(model, "fast", "--fast")),
+        ("brats predict --fast -j 1", brats(model, "fast1", "--fast", "-j", "1")),
+    ]
+    if not skip_default:
+        runs.append(("brats predict (default: mirroring, nnU-Net tiles)", brats(model, "default")))
+    environment = dict(os.environ, **{n: str(WORK / n) for n in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
+    for name, command in runs:  # nnU-Net's default thread settings (nnUNet_def_n_proc would cap the network's)
+        wall, peak = timed_run(command, environment)
+        print(f"  {name:50s} {wall:7.1f} s   peak {peak:5.2f} GiB", flush=True)
+
+
+def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
+    both = np.count_nonzero(prediction) + np.count_nonzero(reference)
+    return 1.0 if both == 0 else 2.0 * np.count_nonzero(prediction & reference) / both
+
+
+def part_quality() -> None:
+    """Dice of each setting on held-out cases of the training size and of a larger size (several tiles)."""
+    from brats_plugin.inference import Segmenter
+    model = TRAINED / "nnUNet_results" / "Dataset950_TrainBench" / DEMO_MODEL
+    if not (model / "fold_all" / "checkpoint_final.pth").is_file():
+        print("\nquality: run benchmarks/train.py --part learning first (it trains the demo-size model)")
+        return
+    larger = WORK / "quality_128x128x96"
+    if not larger.exists():
+        write_synthetic_release(larger, "2021", 4, shape=(128, 128, 96), seed=100, first_index=201)
+    settings = {"default (mirroring, nnU-Net tiles)": {}, "no mirroring": {"mirroring": False},
+                "no mirroring, whole brain (--fast)": {"mirroring": False, "tiling": "whole"}}
+    segmenters = {name: Segmenter(model, **options) for name, options in settings.items()}
+    release = get_release("2021")
+    for title, folder in (("96x96x72, the training size (one tile)", TRAINED / "test"),
+                          ("128x128x96, larger heads (several tiles)", larger)):
+        cases = find_cases(folder)
+        print(f"\nquality: {DEMO_MODEL}, {len(cases)} held-out synthetic cases of {title}; mean Dice "
+              "(change against the default) and seconds per case")
+        baseline = None
+        for name, segmenter in segmenters.items():
+            scores: dict[str, list[float]] = {r.abbreviation: [] for r in release.regions}
+            seconds = []
+            for case in cases:
+                started = time.perf_counter()
+                labels = segmenter.predict_case(case).labels
+                seconds.append(time.perf_counter() - started)
+                reference = np.asanyarray(nib.load(case.segmentation).dataobj)
+                for region in release.regions:
+                    scores[region.abbreviation].append(
+                        dice(np.isin(labels, region.labels), np.isin(reference, region.labels)))
+            means = {k: float(np.mean(v)) for k, v in scores.items()}
+            baseline = baseline or means
+            change = "  ".join(f"{k} {means[k]:.4f} ({means[k] - baseline[k]:+.4f})" for k in means)
+            print(f"  {name:36s} {change}   {np.mean(seconds):5.2f} s", flush=True)
+
+
+def part_overhead(rounds: int) -> None:
+    """nnU-Net's sequential predictor vs ours on the demo-size model and its held-out cases."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from brats_plugin.inference import Segmenter
+    from brats_plugin.inference.predict import predict_cases
+    model = TRAINED / "nnUNet_results" / "Dataset950_TrainBench" / DEMO_MODEL
+    if not (model / "fold_all" / "checkpoint_final.pth").is_file():
+        print("\noverhead: run benchmarks/train.py --part learning first (it trains the demo-size model)")
+        return
+    cases = find_cases(TRAINED / "test")
+    inputs = [[str(c.sequences[s]) for s in SEQUENCES] for c in cases]
+    os.environ.update(with_extension_trainers())  # nnU-Net's predictor looks our trainer up by name
+    device = torch.device("cpu")
+    stock = nnUNetPredictor(use_mirroring=False, device=device, allow_tqdm=False)
+    stock.initialize_from_trained_model_folder(str(model), ("all",), "checkpoint_final.pth")
+    ours = Segmenter(model, mirroring=False, device=device)
+
+    def run_stock(out: Path) -> None:
+        stock.predict_from_files_sequential(inputs, str(out), False, True, None)
+
+    def run_ours(out: Path) -> None:
+        predict_cases(cases, out, ours, progress=False, report=lambda line: None)
+
+    times: dict[str, list[float]] = {"stock": [], "ours": []}
+    for round_ in range(rounds + 1):  # round 0 warms up both
+        for name, run in (("stock", run_stock), ("ours", run_ours)):
+            out = WORK / "overhead" / name
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            started = time.perf_counter()
+            run(out)
+            if round_:
+                times[name].append(time.perf_counter() - started)
+    stock_s, ours_s = (statistics.median(times[n]) for n in ("stock", "ours"))
+    print(f"\noverhead: {len(cases)} cases of {'x'.join(map(str, nib.load(inputs[0][0]).shape))}, same model and "
+          f"settings (no mirroring), {rounds} alternating rounds (median)")
+    print(f"  nnU-Net predict_from_files_sequential {stock_s:7.2f} s")
+    print(f"  brats_plugin Segmenter + outputs      {ours_s:7.2f} s   (volumes and reports included)")
+    print(f"  ratio ours / stock                    {ours_s / stock_s:7.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("overhead", "brats", "quality", "all"), default="all")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--skip-default", action="store_true",
+                        help="skip the default (mirrored) run on the real case: about half an hour on 2 cores")
+    args = parser.parse_args()
+    if args.part in ("overhead", "all"):
+        part_overhead(args.rounds)
+    if args.part in ("quality", "all"):
+        part_quality()
+    if args.part in ("brats", "all"):
+        part_brats(args.skip_default)
+
+
+if __name__ == "__main__":
+    main()
