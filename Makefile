@@ -29,6 +29,7 @@ demo: install
 benchmarks: install
 	$(BIN)/python benchmarks/convert.py
 	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/predict.py
 
 clean:
 	rm -rf $(VENV) demo_output benchmarks/output .pytest_cache *.egg-info

@@ -19,6 +19,7 @@ setup(
     packages=find_packages(include=["brats_plugin", "brats_plugin.*"]),
     install_requires=[
         "nnunetv2>=2.8,<2.9",
+        "dynamic-network-architectures",  # nnU-Net's U-Net classes (the lean inference forward reads them)
         "torch",
         "SimpleITK",
         "nibabel>=5",

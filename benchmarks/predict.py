@@ -50,23 +50,29 @@ def nnunet_environment(base: Path) -> dict[str, str]:
 
 
 def brats_sized_model() -> Path:
-    """A results folder with BraTS-sized plans: 4 synthetic 240x240x155 cases, planned, initial weights."""
+    """A results folder with BraTS-sized plans: 4 synthetic 240x240x155 cases, planned, initial weights.
+
+    The checkpoint is saved by the stock trainer after it configured its mirroring axes, as a trained
+    model's is, so that default prediction mirrors.
+    """
     environment = nnunet_environment(WORK)
     folder = WORK / "nnUNet_results" / f"Dataset{BRATS_DATASET}_BratsSize" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
     if (folder / "fold_0" / "checkpoint_final.pth").is_file():
         return folder
-    shutil.rmtree(WORK, ignore_errors=True)
-    write_synthetic_release(WORK / "source", "2021", 4, seed=3)
-    os.environ.update(environment)
-    convert_release(WORK / "source", BRATS_DATASET, name="BratsSize", progress=False)
-    run_nnunet("nnUNetv2_plan_and_preprocess", ["-d", str(BRATS_DATASET), "-c", "3d_fullres", "-np", "1"],
-               env=environment, capture=True)
+    if not (WORK / "nnUNet_preprocessed" / f"Dataset{BRATS_DATASET}_BratsSize" / "nnUNetPlans.json").is_file():
+        shutil.rmtree(WORK, ignore_errors=True)
+        write_synthetic_release(WORK / "source", "2021", 4, seed=3)
+        os.environ.update(environment)
+        convert_release(WORK / "source", BRATS_DATASET, name="BratsSize", progress=False)
+        run_nnunet("nnUNetv2_plan_and_preprocess", ["-d", str(BRATS_DATASET), "-c", "3d_fullres", "-np", "1"],
+                   env=environment, capture=True)
     script = (
         "import shutil, sys, torch\n"
         "from pathlib import Path\n"
         "from nnunetv2.run.run_training import get_trainer_from_args\n"
         f"trainer = get_trainer_from_args('{BRATS_DATASET}', '3d_fullres', 0, 'nnUNetTrainer', device=torch.device('cpu'))\n"
         "trainer.initialize()\n"
+        "trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()\n"
         "folder = Path(trainer.output_folder_base)\n"
         "(folder / 'fold_0').mkdir(parents=True, exist_ok=True)\n"
         "trainer.save_checkpoint(str(folder / 'fold_0' / 'checkpoint_final.pth'))\n"

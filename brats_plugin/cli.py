@@ -195,7 +195,8 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
                         help="no test-time mirroring (nnU-Net's --disable_tta): about 8x less network work")
     parser.add_argument("--tiling", choices=TILINGS, default=None,
                         help="nnunet: overlapping planned patches at --step-size (default); whole: one network pass "
-                             "over the whole cropped brain (--fast)")
+                             "over the whole cropped brain, or the fewest near-whole tiles when it exceeds 1.6 "
+                             "planned patches (--fast)")
     parser.add_argument("--step-size", type=float, default=0.5, help="sliding-window step, fraction of the "
                                                                       "patch (default 0.5)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="default auto: cuda, mps, cpu")

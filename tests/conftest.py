@@ -87,8 +87,9 @@ def trained_models(planned_datasets):
     ``regions``: our ``nnUNetTrainerGDL_demo_2epochs`` trained by the real ``nnUNetv2_train`` on folds 1
     and 2 of the region-based 2021 dataset (4 iterations from a 1% tumour prior: it predicts little).
     ``regions_stock`` (2021 regions) and ``labels`` (2023 MET labels): stock ``nnUNetTrainer`` checkpoints
-    of fold 0 with their initial random weights, saved by nnU-Net's own trainer: the loading path of
-    models trained with a stock trainer, and label maps full of every label for the comparisons.
+    of fold 0 with their initial random weights (and mirroring axes), saved by nnU-Net's own trainer:
+    the loading path of models trained with a stock trainer, and label maps full of every label for
+    the comparisons.
     """
     folders, environment = planned_datasets
     trainer = "nnUNetTrainerGDL_demo_2epochs"
@@ -108,6 +109,7 @@ def _stock_checkpoint(folders: dict[str, Path], dataset: int) -> Path:
     torch.manual_seed(dataset)
     stock = get_trainer_from_args(str(dataset), "3d_fullres", 0, "nnUNetTrainer", device=torch.device("cpu"))
     stock.initialize()
+    stock.configure_rotation_dummyDA_mirroring_and_inital_patch_size()  # mirroring axes, as training sets them
     folder = Path(stock.output_folder_base)
     (folder / "fold_0").mkdir(parents=True, exist_ok=True)
     stock.save_checkpoint(str(folder / "fold_0" / "checkpoint_final.pth"))

@@ -17,8 +17,8 @@ import pytest
 
 from brats_plugin import find_case, find_cases, get_release, write_synthetic_release
 from brats_plugin.inference import Segmenter, predict_case
-from brats_plugin.inference.settings import TILINGS
-from brats_plugin.inference.whole_brain import whole_tile
+from brats_plugin.inference.settings import WHOLE_BRAIN_BUDGET
+from brats_plugin.inference.whole_brain import choose_tile
 from brats_plugin.inference.volumes import voxel_volume_ml
 from brats_plugin.nnunet_commands import run_nnunet
 from brats_plugin.releases import SEQUENCES
@@ -326,23 +326,30 @@ def test_unwritable_output_is_refused(trained_models, test_case_2021, tmp_path):
 
 # ---- --fast: the whole brain in one pass, with the lean U-Net forward ---------------------------------
 
-def test_whole_brain_tiling_runs_the_network_once(trained_models, tmp_path):
-    write_synthetic_release(tmp_path / "big", "2021", 1, shape=(80, 96, 72), seed=3, with_segmentation=False)
-    case = find_cases(tmp_path / "big")[0]
-    calls: dict[str, list[tuple]] = {}
-    for tiling in TILINGS:
-        segmenter = Segmenter(trained_models["regions_stock"], mirroring=False, tiling=tiling)
-        seen: list[tuple] = []
-        hook = segmenter._predictor.network.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape[2:])))
-        assert segmenter.predict_case(case).labels.shape == (80, 96, 72)
-        hook.remove()
-        calls[tiling] = seen
-    plans = json.loads((trained_models["regions_stock"] / "plans.json").read_text())["configurations"]["3d_fullres"]
+def _network_inputs(model: Path, case, tiling: str) -> list[tuple]:
+    """The spatial shape of every network call while segmenting ``case``."""
+    segmenter = Segmenter(model, mirroring=False, tiling=tiling)
+    seen: list[tuple] = []
+    hook = segmenter._predictor.network.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape[2:])))
+    assert segmenter.predict_case(case).labels.shape == nib.load(case.sequences["T1"]).shape
+    hook.remove()
+    return seen
+
+
+def test_whole_brain_tiling_takes_the_brain_at_once_or_in_fewer_network_voxels(trained_models, test_case_2021,
+                                                                               tmp_path):
+    model = trained_models["regions_stock"]
+    plans = json.loads((model / "plans.json").read_text())["configurations"]["3d_fullres"]
     patch = tuple(plans["patch_size"])
     divisors = np.prod(plans["architecture"]["arch_kwargs"]["strides"], axis=0)
-    assert len(calls["nnunet"]) > 1 and all(shape == patch for shape in calls["nnunet"])
-    assert len(calls["whole"]) == 1 and not np.any(np.array(calls["whole"][0]) % divisors)
-    assert np.prod(calls["whole"][0]) < len(calls["nnunet"]) * np.prod(patch)
+    small = _network_inputs(model, find_case(test_case_2021), "whole")  # a brain that fits the budget
+    assert len(small) == 1 and not np.any(np.array(small[0]) % divisors)
+    write_synthetic_release(tmp_path / "big", "2021", 1, shape=(80, 96, 72), seed=3, with_segmentation=False)
+    big = find_cases(tmp_path / "big")[0]  # a brain larger than the budget
+    tiled, whole = (_network_inputs(model, big, tiling) for tiling in ("nnunet", "whole"))
+    assert len(tiled) > 1 and all(shape == patch for shape in tiled)
+    assert all(np.prod(s) <= WHOLE_BRAIN_BUDGET * np.prod(patch) and np.all(np.array(s) >= patch) for s in whole)
+    assert sum(map(np.prod, whole)) < sum(map(np.prod, tiled))
 
 
 def test_lean_unet_gives_the_networks_own_output(trained_models):
@@ -356,6 +363,13 @@ def test_lean_unet_gives_the_networks_own_output(trained_models):
         assert torch.equal(network(x), network.network(x))
 
 
-def test_whole_tile_rounds_up_to_the_strides():
-    assert whole_tile((131, 162, 129), [16, 32, 32]) == [144, 192, 160]  # the real case's cropped brain
-    assert whole_tile((64, 64, 64), [32, 32, 32]) == [64, 64, 64]
+@pytest.mark.parametrize("shape,divisors,planned,budget,expected", [
+    # the real case's cropped brain under a BraTS-sized plan: whole, then within 1.6 planned patches
+    ((131, 162, 129), [16, 32, 32], [112, 160, 128], None, [144, 192, 160]),
+    ((131, 162, 129), [16, 32, 32], [112, 160, 128], int(1.6 * 112 * 160 * 128), [112, 192, 160]),
+    ((64, 64, 64), [32, 32, 32], [64, 64, 64], 64**3, [64, 64, 64]),
+    ((100, 100, 100), [32, 32, 32], [64, 64, 64], 128 * 128 * 64, [64, 128, 128]),  # never below planned
+    ((100, 100, 100), [32, 32, 32], [96, 96, 96], 10, [96, 96, 96]),  # nothing fits: the planned patch
+])
+def test_choose_tile(shape, divisors, planned, budget, expected):
+    assert choose_tile(shape, divisors, planned, budget) == expected

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from brats_plugin.devices import resolve_device
 from brats_plugin.errors import BratsInputError
 from brats_plugin.inference.labels import label_map, model_release
 from brats_plugin.inference.model import TrainedModel, open_model
-from brats_plugin.inference.settings import TILINGS
+from brats_plugin.inference.settings import TILINGS, WHOLE_BRAIN_BUDGET
 from brats_plugin.inference.volumes import Volumes, measure_volumes
 from brats_plugin.releases import SEQUENCES, Release, get_release
 
@@ -113,9 +114,10 @@ class Segmenter:
     @property
     def channel_names(self) -> tuple[str, ...]:
         """The model's output channels (regions, or classes with background), as in ``dataset.json``."""
-        manager = self._predictor.label_manager
-        names = [n for n in self.model.dataset_json["labels"] if n != "background" or not manager.has_regions]
-        return tuple(names)
+        labels = self.model.dataset_json["labels"]
+        if self._predictor.label_manager.has_regions:  # one channel per region, in dataset.json's order
+            return tuple(name for name in labels if name != "background")
+        return tuple(sorted(labels, key=labels.get))  # one channel per label value, background first
 
     def predict_case(self, case: Case | str | os.PathLike, *, probabilities: bool = False) -> Segmentation:
         """Segment one case (a :class:`Case` or a case folder); validates its sequences first."""
@@ -125,14 +127,15 @@ class Segmenter:
         started = time.perf_counter()
         reference, voxels = read_case_voxels(case)
         # nnU-Net's NIfTI readers reverse the axes: arrays (channel, z, y, x), spacing (z, y, x)
-        data = voxels[self._channels].transpose(0, 3, 2, 1)
+        ordered = voxels if self._channels == list(range(len(SEQUENCES))) else voxels[self._channels]
+        data = ordered.transpose(0, 3, 2, 1)
         spacing = [float(s) for s in reference.header.get_zooms()[:3]][::-1]
         seconds["read"] = _lap(started)
         predictor = self._predictor
         data, _, properties = self._preprocessor.run_case_npy(
             data, None, {"spacing": spacing}, predictor.plans_manager, predictor.configuration_manager,
             predictor.dataset_json)
-        del voxels
+        del voxels, ordered
         seconds["preprocess"] = _lap(started, seconds)
         logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
         seconds["network"] = _lap(started, seconds)
@@ -200,7 +203,11 @@ def _load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, 
     options = dict(tile_step_size=step_size, use_gaussian=True, use_mirroring=mirroring,
                    perform_everything_on_device=device.type == "cuda", device=device, verbose=False, allow_tqdm=False)
     with contextlib.redirect_stdout(io.StringIO()):  # it prints a note on every non-CUDA device
-        predictor = (WholeBrainPredictor if tiling == "whole" else nnUNetPredictor)(**options)
+        if tiling == "whole":
+            budget = int(WHOLE_BRAIN_BUDGET * math.prod(configuration_manager.patch_size))
+            predictor = WholeBrainPredictor(**options, max_tile_voxels=budget)
+        else:
+            predictor = nnUNetPredictor(**options)
     predictor.manual_initialization(LeanUNet(network) if LeanUNet.supports(network) else network, plans_manager,
                                     configuration_manager, weights, model.dataset_json, first["trainer_name"],
                                     first.get("inference_allowed_mirroring_axes"))

@@ -7,13 +7,19 @@ instance-norm contexts). The U-Net is fully convolutional, so here the patch is 
 cropped volume rounded up to a multiple of the network's total stride per axis, and nnU-Net's own
 sliding-window code runs that single tile.
 
+Memory grows with the tile (:mod:`brats_plugin.inference.lean_unet` halves what the network keeps
+alive). With ``max_tile_voxels`` the whole brain is taken only when it fits; otherwise the tile is the
+one covering the brain with the fewest network voxels among tiles within the budget that are no
+smaller than the planned patch along any axis, overlapping by half as in nnU-Net (for a BraTS brain:
+two tiles that each hold nearly all of it).
+
 Measured (benchmarks/predict.py): on held-out synthetic cases the single pass kept or raised Dice
-against nnU-Net's tiles, while the fewest *smaller-than-planned* tiles lost much of it at their seams
-(so tiles are never made smaller than planned). Memory grows with the tile: see
-:mod:`brats_plugin.inference.lean_unet`, which keeps it near the tiled run's.
+against nnU-Net's tiles, while the fewest tiles *smaller* than planned lost much of it at their seams
+(hence the lower bound).
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -23,11 +29,16 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 
 
 class WholeBrainPredictor(nnUNetPredictor):
-    """nnU-Net's predictor whose one tile is the whole (cropped, stride-padded) input."""
+    """nnU-Net's predictor whose tile is the whole (cropped, stride-padded) input, or as near as fits."""
+
+    def __init__(self, *args, max_tile_voxels: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_tile_voxels = max_tile_voxels
 
     def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> torch.Tensor:
         planned = self.configuration_manager
-        tile = whole_tile(input_image.shape[1:], total_strides(planned))
+        tile = choose_tile(input_image.shape[1:], total_strides(planned), planned.patch_size, self.max_tile_voxels,
+                           self.tile_step_size)
         self.configuration_manager = ConfigurationManager({**planned.configuration, "patch_size": tile})
         try:
             return super().predict_sliding_window_return_logits(input_image)
@@ -35,9 +46,22 @@ class WholeBrainPredictor(nnUNetPredictor):
             self.configuration_manager = planned
 
 
-def whole_tile(shape: tuple[int, ...], divisors: list[int]) -> list[int]:
-    """``shape`` rounded up, per axis, to a multiple of the network's total stride."""
-    return [math.ceil(size / d) * d for size, d in zip(shape, divisors)]
+def choose_tile(shape: tuple[int, ...], divisors: list[int], planned: list[int], max_voxels: int | None,
+                step: float = 0.5) -> list[int]:
+    """The tile for a volume of ``shape`` (see the module docstring); ``step`` as nnU-Net's tile step."""
+    whole = [math.ceil(size / d) * d for size, d in zip(shape, divisors)]
+    if max_voxels is None or math.prod(whole) <= max_voxels:
+        return whole
+    smallest = [min(w, max(d, math.ceil(p / d) * d)) for w, p, d in zip(whole, planned, divisors)]
+    best: tuple[int, int, list[int]] | None = None
+    for tile in itertools.product(*(range(s, w + 1, d) for s, w, d in zip(smallest, whole, divisors))):
+        voxels = math.prod(tile)
+        if voxels > max_voxels:
+            continue
+        tiles = math.prod(math.ceil((n - t) / (t * step)) + 1 if n > t else 1 for n, t in zip(shape, tile))
+        if best is None or (tiles * voxels, tiles) < best[:2]:
+            best = (tiles * voxels, tiles, list(tile))
+    return best[2] if best else smallest
 
 
 def total_strides(configuration: ConfigurationManager) -> list[int]:
