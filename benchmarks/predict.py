@@ -9,9 +9,12 @@ brats     the shared real case (240x240x155) through a network with BraTS-sized 
           settings and ``--fast``, plus the CPU speed-ups tried for ``--fast``.
 quality   Dice (WT/TC/ET) on held-out synthetic cases of the trained demo-size model (from
           benchmarks/train.py) with the default settings and with each ``--fast`` ingredient.
+network   one forward pass of the BraTS-sized network over the sample case's whole padded brain
+          (144x192x160), each variant in its own process: nnU-Net's forward, our lean forward,
+          channels-last memory format; seconds and peak memory.
 
 Everything lives in benchmarks/output/predict (its own nnU-Net folders). Usage:
-    python benchmarks/predict.py [--part overhead|brats|quality|all] [--skip-default]
+    python benchmarks/predict.py [--part overhead|brats|quality|network|all] [--skip-default]
 """
 from __future__ import annotations
 
@@ -130,6 +133,35 @@ def part_brats(skip_default: bool) -> None:
         print(f"  {name:50s} {wall:7.1f} s   peak {peak:5.2f} GiB", flush=True)
 
 
+NETWORK_PROBE = """
+import resource, sys, time, torch
+from brats_plugin.inference import Segmenter
+variant, model = sys.argv[1], sys.argv[2]
+network = Segmenter(model, device="cpu", mirroring=False)._predictor.network  # the lean wrapper
+if variant != "lean":
+    network = network.network  # nnU-Net's own forward
+x = torch.randn(1, 4, 144, 192, 160)
+if variant == "channels-last":
+    network, x = network.to(memory_format=torch.channels_last_3d), x.to(memory_format=torch.channels_last_3d)
+with torch.inference_mode():
+    started = time.perf_counter()
+    network(x)
+print(time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+"""
+
+
+def part_network() -> None:
+    model = brats_sized_model()
+    print("\nnetwork: one forward pass over the whole padded brain of the sample case (144x192x160), "
+          "BraTS-sized network, 2 CPU cores, one process each")
+    for variant, title in (("plain", "nnU-Net's forward"), ("lean", "lean forward (brats predict)"),
+                           ("channels-last", "nnU-Net's forward, channels-last")):
+        completed = subprocess.run([sys.executable, "-c", NETWORK_PROBE, variant, str(model)], check=True,
+                                   capture_output=True, text=True)
+        seconds, peak = map(float, completed.stdout.split()[-2:])
+        print(f"  {title:34s} {seconds:6.1f} s   peak {peak:5.2f} GiB", flush=True)
+
+
 def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
     both = np.count_nonzero(prediction) + np.count_nonzero(reference)
     return 1.0 if both == 0 else 2.0 * np.count_nonzero(prediction & reference) / both
@@ -216,7 +248,7 @@ def part_overhead(rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("overhead", "brats", "quality", "all"), default="all")
+    parser.add_argument("--part", choices=("overhead", "brats", "quality", "network", "all"), default="all")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-default", action="store_true",
                         help="skip the default (mirrored) run on the real case: about half an hour on 2 cores")
@@ -225,6 +257,8 @@ def main() -> None:
         part_overhead(args.rounds)
     if args.part in ("quality", "all"):
         part_quality()
+    if args.part in ("network", "all"):
+        part_network()
     if args.part in ("brats", "all"):
         part_brats(args.skip_default)
 

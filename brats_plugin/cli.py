@@ -172,7 +172,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
                     "nnU-Net model (results folder or exported zip). Writes OUT/<case>.nii.gz (uint8, BraTS labels, "
                     "the T1 image's exact grid and header), OUT/<case>.json and OUT/volumes.csv (mL per label and "
                     "WT/TC/ET).",
-        epilog="examples:\n"
+        epilog="example:\n"
                "  brats predict -i BraTS2021_00000/ -o predictions/ -m results/Dataset501_BraTS2021/"
                "nnUNetTrainerGDL__nnUNetPlans__3d_fullres\n"
                "  brats predict -i archive/ -o predictions/ -m model.zip --fast --num-parts 10 --part-id 3\n"

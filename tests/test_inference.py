@@ -76,7 +76,8 @@ def test_case_2021(planned_datasets) -> Path:
 def test_region_model_two_folds_equals_stock_predict(trained_models, planned_datasets, test_case_2021, tmp_path):
     _, environment = planned_datasets
     model = trained_models["regions"]
-    completed = brats_predict("-i", test_case_2021, "-o", tmp_path / "out", "-m", model, "--folds", "1", "2", "--fast")
+    completed = brats_predict("-i", test_case_2021, "-o", tmp_path / "out", "-m", model, "--folds", "1", "2",
+                              "--no-mirroring")
     assert completed.returncode == 0, completed.stderr
     ours = labels_of(tmp_path / "out" / f"{test_case_2021.name}.nii.gz")
     stock = stock_predict(test_case_2021, model, ["1", "2"], REGIONS, environment, tmp_path)
@@ -105,7 +106,7 @@ def test_oblique_anisotropic_case_equals_stock_predict_on_its_header(trained_mod
                             rotation_degrees=(12.0, -7.0, 25.0), seed=5, first_index=77, with_segmentation=False)
     case_folder = next(source.iterdir())
     model = trained_models["regions_stock"]
-    completed = brats_predict("-i", case_folder, "-o", tmp_path / "out", "-m", model, "--fast")
+    completed = brats_predict("-i", case_folder, "-o", tmp_path / "out", "-m", model, "--no-mirroring")
     assert completed.returncode == 0, completed.stderr
     output = tmp_path / "out" / f"{case_folder.name}.nii.gz"
     assert_same_header(output, find_case(case_folder).sequences["T1"])
@@ -232,7 +233,7 @@ def test_explicit_files_and_an_exported_zip(trained_models, planned_datasets, te
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
     completed = brats_predict("--t1", case.sequences["T1"], "--t1c", case.sequences["T1Gd"], "--t2",
                               case.sequences["T2"], "--flair", case.sequences["FLAIR"], "-o", tmp_path / "zip",
-                              "-m", archive, "--fast", env=env)
+                              "-m", archive, "--no-mirroring", env=env)
     assert completed.returncode == 0, completed.stderr
     from_folder = Segmenter(trained_models["regions"], folds=["1"], mirroring=False).predict_case(case)
     assert np.array_equal(labels_of(tmp_path / "zip" / f"{case.case_id}.nii.gz"), from_folder.labels)
