@@ -133,17 +133,21 @@ def find_case(folder: str | os.PathLike, *, with_segmentation: bool | None = Non
     return Case(case_id, folder, {s: by_kind[s] for s in SEQUENCES}, segmentation)
 
 
-def find_cases(root: str | os.PathLike, *, with_segmentation: bool | None = None) -> list[Case]:
+def find_cases(root: str | os.PathLike, *, with_segmentation: bool | None = None,
+               exclude: str | os.PathLike | None = None) -> list[Case]:
     """Every case folder below ``root`` (e.g. ``HGG/`` and ``LGG/`` sub-folders), sorted by case id.
 
-    ``root`` itself may be a case folder. Raises :class:`BratsInputError` for a missing or empty
-    source, and for two folders with the same case id.
+    ``root`` itself may be a case folder. ``exclude``: a folder below ``root`` to pass over (an output
+    folder inside the input). Raises :class:`BratsInputError` for a missing or empty source, and for
+    two folders with the same case id.
     """
     root = Path(root)
     if not root.is_dir():
         raise BratsInputError(f"{root}: no such folder")
+    skipped = Path(exclude).resolve() if exclude else None
     folders = sorted({p.parent for p in root.rglob("*") if p.is_file() and nifti.nifti_ending(p.name)
-                      and not p.name.startswith(".")})
+                      and not p.name.startswith(".")
+                      and not (skipped and p.parent.resolve().is_relative_to(skipped))})
     if not folders:
         raise BratsInputError(f"{root}: no BraTS cases found (no .nii or .nii.gz files below it)")
     cases: dict[str, Case] = {}

@@ -217,7 +217,7 @@ def _run_predict(args: argparse.Namespace) -> None:
     from brats_plugin.inference.segmenter import Segmenter
     from brats_plugin.inference.settings import FAST_SETTINGS
     sequences = {"T1": args.t1, "T1Gd": args.t1c, "T2": args.t2, "FLAIR": args.flair}
-    cases = shard(collect_cases(args.input, sequences, args.case_id), args.num_parts, args.part_id)
+    cases = shard(collect_cases(args.input, sequences, args.case_id, args.output), args.num_parts, args.part_id)
     prepare_output(args.output)
     for case in cases:  # input mistakes before the model is loaded (cheap: headers only)
         check_case_headers(case)

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from brats_plugin import BratsInputError, Case, get_release
+from brats_plugin import BratsInputError, Case, get_release, write_synthetic_release
 from brats_plugin.cases import case_from_files
 from brats_plugin.inference.labels import AssumedConventionWarning, label_map, model_release
 from brats_plugin.inference.model import open_model, unpack_zip
-from brats_plugin.inference.predict import shard
+from brats_plugin.inference.predict import collect_cases, shard
 from brats_plugin.inference.segmenter import input_channel_order
 from brats_plugin.inference.volumes import Volumes, measure_volumes, voxel_volume_ml
 
@@ -154,3 +154,14 @@ def test_case_from_files_takes_its_id_from_the_t1_name(tmp_path):
     assert case_from_files({k: tmp_path / v for k, v in names.items()}, "mine").case_id == "mine"
     with pytest.raises(BratsInputError, match="missing FLAIR"):
         case_from_files({k: tmp_path / v for k, v in names.items() if k != "FLAIR"})
+
+
+def test_an_output_folder_inside_the_input_is_not_read_as_a_case(tmp_path):
+    write_synthetic_release(tmp_path / "data", "2021", 2, shape=(24, 28, 20), seed=1, with_segmentation=False)
+    predictions = tmp_path / "data" / "predictions"
+    predictions.mkdir()
+    (predictions / "BraTS2021_00001.nii.gz").write_bytes(b"")  # a previous run's output
+    cases = collect_cases(tmp_path / "data", output=predictions)
+    assert [c.case_id for c in cases] == ["BraTS2021_00001", "BraTS2021_00002"]
+    with pytest.raises(BratsInputError, match="predictions"):
+        collect_cases(tmp_path / "data")  # without the exclusion it would be taken for a case

@@ -42,8 +42,12 @@ class PredictionRun:
 
 
 def collect_cases(source: str | os.PathLike | None = None, sequences: dict[str, str] | None = None,
-                  case_id: str | None = None) -> list[Case]:
-    """The cases to segment: a case folder, a folder of case folders, or four explicit files."""
+                  case_id: str | None = None, output: str | os.PathLike | None = None) -> list[Case]:
+    """The cases to segment: a case folder, a folder of case folders, or four explicit files.
+
+    An ``output`` folder inside the source is passed over, so that a re-run does not read its own
+    predictions as cases.
+    """
     if sequences and any(sequences.values()):
         if source:
             raise BratsInputError("give either -i INPUT or --t1/--t1c/--t2/--flair files, not both")
@@ -53,7 +57,7 @@ def collect_cases(source: str | os.PathLike | None = None, sequences: dict[str, 
     source = Path(source)
     if source.is_dir() and any(p.is_file() and nifti.nifti_ending(p.name) for p in source.iterdir()):
         return [find_case(source)]
-    return find_cases(source)
+    return find_cases(source, exclude=output)
 
 
 def shard(cases: list[Case], num_parts: int, part_id: int) -> list[Case]:
