@@ -12,7 +12,7 @@ from brats_plugin import BratsInputError, Case, get_release, write_synthetic_rel
 from brats_plugin.cases import case_from_files
 from brats_plugin.inference.labels import AssumedConventionWarning, label_map, model_release
 from brats_plugin.inference.model import open_model, unpack_zip
-from brats_plugin.inference.predict import collect_cases, shard
+from brats_plugin.inference.predict import REPORT_KIND, collect_cases, rebuild_volumes_csv, shard
 from brats_plugin.inference.segmenter import input_channel_order
 from brats_plugin.inference.volumes import Volumes, measure_volumes, voxel_volume_ml
 
@@ -165,3 +165,13 @@ def test_an_output_folder_inside_the_input_is_not_read_as_a_case(tmp_path):
     assert [c.case_id for c in cases] == ["BraTS2021_00001", "BraTS2021_00002"]
     with pytest.raises(BratsInputError, match="predictions"):
         collect_cases(tmp_path / "data")  # without the exclusion it would be taken for a case
+
+
+def test_volumes_table_skips_foreign_and_damaged_reports(tmp_path):
+    volumes = measure_volumes(np.array([[[0, 1, 2, 4]]], np.uint8), get_release("2021"), np.eye(4))
+    (tmp_path / "a.json").write_text(json.dumps({"kind": REPORT_KIND, "case_id": "a", "volumes": volumes.to_json()}))
+    (tmp_path / "b.json").write_text(json.dumps({"kind": REPORT_KIND, "case_id": "b"}))  # damaged
+    (tmp_path / "c.json").write_text("{not json")
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": {}}))  # someone else's
+    rows = rebuild_volumes_csv(tmp_path).read_text().splitlines()
+    assert rows[1:] == ["a,0.001,0.001,0.001,0.003,0.002,0.001"]

@@ -10,6 +10,7 @@ case's voxels (NaN/Inf, gzip checksums) when it is read, before its network pass
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -55,7 +56,8 @@ def collect_cases(source: str | os.PathLike | None = None, sequences: dict[str, 
     if not source:
         raise BratsInputError("no input: give -i CASE_FOLDER_OR_FOLDER_OF_CASES or --t1/--t1c/--t2/--flair")
     source = Path(source)
-    if source.is_dir() and any(p.is_file() and nifti.nifti_ending(p.name) for p in source.iterdir()):
+    if source.is_dir() and any(p.is_file() and nifti.nifti_ending(p.name) and not p.name.startswith(".")
+                               for p in source.iterdir()):
         return [find_case(source)]
     return find_cases(source, exclude=output)
 
@@ -80,8 +82,7 @@ def prepare_output(folder: str | os.PathLike) -> Path:
         probe.unlink()
     except OSError as error:
         raise BratsInputError(f"{folder}: cannot write the output here ({error.strerror or error})") from None
-    nifti.remove_partial_files(folder)
-    return folder
+    return folder  # hidden partial files are not removed: another shard may be writing them
 
 
 def predict_cases(cases: list[Case], output: str | os.PathLike, segmenter: Segmenter, *,
@@ -108,18 +109,24 @@ def predict_cases(cases: list[Case], output: str | os.PathLike, segmenter: Segme
 
 
 def rebuild_volumes_csv(folder: Path) -> Path | None:
-    """Write ``volumes.csv`` from every per-case report in ``folder`` (all shards' cases so far)."""
-    rows: dict[str, Volumes] = {}
-    for path in sorted(folder.glob("*.json")):
-        try:
-            report = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(report, dict) and report.get("kind") == REPORT_KIND:
-            rows[report["case_id"]] = Volumes.from_json(report["volumes"])
-    if not rows:
-        return None
-    write_volumes_csv(rows, folder / VOLUMES_CSV)
+    """Write ``volumes.csv`` from every per-case report in ``folder`` (all shards' cases so far).
+
+    Shards sharing the folder take a lock around reading the reports and replacing the table, so the
+    last one to finish writes a table with every case. Unreadable or foreign reports are passed over.
+    """
+    with open(folder / f".{VOLUMES_CSV}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows: dict[str, Volumes] = {}
+        for path in sorted(folder.glob("*.json")):
+            try:
+                report = json.loads(path.read_text())
+                if isinstance(report, dict) and report.get("kind") == REPORT_KIND:
+                    rows[report["case_id"]] = Volumes.from_json(report["volumes"])
+            except (OSError, ValueError, KeyError, TypeError, AttributeError, BratsInputError):
+                continue
+        if not rows:
+            return None
+        write_volumes_csv(rows, folder / VOLUMES_CSV)
     return folder / VOLUMES_CSV
 
 

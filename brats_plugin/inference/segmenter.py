@@ -141,7 +141,7 @@ class Segmenter:
         seconds["network"] = _lap(started, seconds)
         result = convert_predicted_logits_to_segmentation_with_correct_shape(
             logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager, properties,
-            return_probabilities=probabilities)
+            return_probabilities=probabilities, num_threads_torch=torch.get_num_threads())
         segmentation, channels = result if probabilities else (result, None)
         labels = self._label_map.apply(segmentation.transpose(2, 1, 0))
         seconds["export"] = _lap(started, seconds)
@@ -186,6 +186,9 @@ def _load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, 
     first = checkpoints[0]
     plans_manager = PlansManager(model.plans)
     configuration_manager = plans_manager.get_configuration(first["init_args"]["configuration"])
+    if configuration_manager.previous_stage_name:
+        raise BratsInputError(f"{model.folder}: a cascade stage ({first['init_args']['configuration']}) needs the "
+                              "previous stage's predictions; use a 3d_fullres model")
     trainer = trainer_class(first["trainer_name"], model.folder)
     network = trainer.build_network_architecture(
         plans_manager, configuration_manager,

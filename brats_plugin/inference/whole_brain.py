@@ -37,7 +37,8 @@ class WholeBrainPredictor(nnUNetPredictor):
 
     def predict_sliding_window_return_logits(self, input_image: torch.Tensor) -> torch.Tensor:
         planned = self.configuration_manager
-        tile = choose_tile(input_image.shape[1:], total_strides(planned), planned.patch_size, self.max_tile_voxels,
+        divisors = total_strides(planned)  # as many axes as the network convolves (2 for a 2d model)
+        tile = choose_tile(input_image.shape[-len(divisors):], divisors, planned.patch_size, self.max_tile_voxels,
                            self.tile_step_size)
         self.configuration_manager = ConfigurationManager({**planned.configuration, "patch_size": tile})
         try:
