@@ -162,6 +162,15 @@ def part_network() -> None:
         print(f"  {title:34s} {seconds:6.1f} s   peak {peak:5.2f} GiB", flush=True)
 
 
+def trained_demo_model(part: str) -> Path | None:
+    """benchmarks/train.py's trained demo-size model, or None (said) when it has not been trained yet."""
+    model = TRAINED / "nnUNet_results" / "Dataset950_TrainBench" / DEMO_MODEL
+    if (model / "fold_all" / "checkpoint_final.pth").is_file():
+        return model
+    print(f"\n{part}: run benchmarks/train.py --part learning first (it trains the demo-size model)")
+    return None
+
+
 def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
     both = np.count_nonzero(prediction) + np.count_nonzero(reference)
     return 1.0 if both == 0 else 2.0 * np.count_nonzero(prediction & reference) / both
@@ -170,9 +179,8 @@ def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
 def part_quality() -> None:
     """Dice of each setting on held-out cases of the training size and of a larger size (several tiles)."""
     from brats_plugin.inference import Segmenter
-    model = TRAINED / "nnUNet_results" / "Dataset950_TrainBench" / DEMO_MODEL
-    if not (model / "fold_all" / "checkpoint_final.pth").is_file():
-        print("\nquality: run benchmarks/train.py --part learning first (it trains the demo-size model)")
+    model = trained_demo_model("quality")
+    if model is None:
         return
     larger = WORK / "quality_128x128x96"
     if not larger.exists():
@@ -210,9 +218,8 @@ def part_overhead(rounds: int) -> None:
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from brats_plugin.inference import Segmenter
     from brats_plugin.inference.predict import predict_cases
-    model = TRAINED / "nnUNet_results" / "Dataset950_TrainBench" / DEMO_MODEL
-    if not (model / "fold_all" / "checkpoint_final.pth").is_file():
-        print("\noverhead: run benchmarks/train.py --part learning first (it trains the demo-size model)")
+    model = trained_demo_model("overhead")
+    if model is None:
         return
     cases = find_cases(TRAINED / "test")
     inputs = [[str(c.sequences[s]) for s in SEQUENCES] for c in cases]

@@ -212,15 +212,12 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> None:
-    from brats_plugin.cases import check_case_headers
-    from brats_plugin.inference.predict import collect_cases, predict_cases, prepare_output, shard
+    from brats_plugin.inference.predict import check_inputs, collect_cases, predict_cases, shard
     from brats_plugin.inference.segmenter import Segmenter
     from brats_plugin.inference.settings import FAST_SETTINGS
     sequences = {"T1": args.t1, "T1Gd": args.t1c, "T2": args.t2, "FLAIR": args.flair}
     cases = shard(collect_cases(args.input, sequences, args.case_id, args.output), args.num_parts, args.part_id)
-    prepare_output(args.output)
-    for case in cases:  # input mistakes before the model is loaded (cheap: headers only)
-        check_case_headers(case)
+    check_inputs(cases, args.output)  # input mistakes before the model is loaded (cheap: headers only)
     settings = dict(FAST_SETTINGS) if args.fast else {}
     if args.no_mirroring:
         settings["mirroring"] = False

@@ -147,6 +147,26 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
             temporary.unlink()
 
 
+def make_folder(folder: str | os.PathLike, wording: str = "cannot create it") -> Path:
+    """Create ``folder`` (and its parents) if needed; a failure is a one-line error naming it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BratsInputError(f"{folder}: {wording} ({error.strerror or error})") from None
+    return folder
+
+
+def check_writable(folder: str | os.PathLike, wording: str = "cannot write there") -> None:
+    """Prove that files can be created in ``folder`` (a one-line error now, not after an hour's work)."""
+    probe = Path(folder) / f".write-test-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise BratsInputError(f"{folder}: {wording} ({error.strerror or error})") from None
+
+
 def write_bytes_atomic(data: bytes, final: str | os.PathLike) -> None:
     """Write ``data`` to ``final`` atomically."""
     with atomic_path(final) as temporary:

@@ -120,7 +120,7 @@ def convert_release(source: str | os.PathLike, dataset_id: int, *, name: str | N
         raise BratsInputError(f"--name {name!r}: use letters, digits, '_' and '-' only")
     target = raw / dataset_folder_name(dataset_id, name)
     _check_dataset_id_free(dataset_id, target)
-    _check_writable(raw)
+    nifti.check_writable(raw)
     file_ending = _file_ending([p for case in training + testing for p in case.files])
     plans = [_CasePlan(case, target / "imagesTr", target / "labelsTr", file_ending) for case in training]
     plans += [_CasePlan(case, target / "imagesTs", None, file_ending) for case in testing]
@@ -190,15 +190,6 @@ def _check_dataset_id_free(dataset_id: int, target: Path) -> None:
 def _file_ending(files: Iterable[Path]) -> str:
     """``.nii`` if every source file is uncompressed, else ``.nii.gz`` (nnU-Net needs one ending)."""
     return ".nii" if all(nifti.nifti_ending(p.name) == ".nii" for p in files) else ".nii.gz"
-
-
-def _check_writable(folder: Path) -> None:
-    try:
-        probe = folder / f".brats-write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as error:
-        raise BratsInputError(f"{folder}: cannot write there ({error.strerror or error})") from None
 
 
 def _check_no_stale_cases(target: Path, plans: list["_CasePlan"]) -> None:

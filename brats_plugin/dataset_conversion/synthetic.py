@@ -140,11 +140,7 @@ def synthesize_case(release: Release, case_id: str, *, shape: tuple[int, int, in
 def write_case(case: SyntheticCase, release: Release, root: str | os.PathLike,
                subfolder: str = "", with_segmentation: bool = True) -> Path:
     """Write a phantom in ``release``'s layout and naming below ``root``; return the case folder."""
-    folder = Path(root) / subfolder / case.case_id
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise BratsInputError(f"{folder}: cannot create it ({error.strerror or error})") from None
+    folder = nifti.make_folder(Path(root) / subfolder / case.case_id)
     header = nib.Nifti1Header()
     header.set_xyzt_units("mm", "sec")
     arrays = dict(case.images)

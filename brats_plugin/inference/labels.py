@@ -32,8 +32,6 @@ class AssumedConventionWarning(UserWarning):
 class LabelMap:
     """nnU-Net label -> output release label, as a lookup table."""
 
-    model_release: Release
-    output_release: Release
     table: np.ndarray  # uint8, indexed by nnU-Net label
 
     def apply(self, nnunet_labels: np.ndarray) -> np.ndarray:
@@ -80,4 +78,4 @@ def label_map(trained: Release, output: Release) -> LabelMap:
             raise BratsInputError(f"--labels {output.key}: BraTS {output.key} has no label for "
                                   f"{label.name}, which this model ({trained.title}) predicts")
         table[label.nnunet] = target.value
-    return LabelMap(trained, output, table)
+    return LabelMap(table)

@@ -39,11 +39,6 @@ class TrainedModel:
     checkpoint_files: tuple[Path, ...]
 
     @property
-    def trainer_name(self) -> str:
-        """The trainer class named in the folder name (``Trainer__Plans__configuration``)."""
-        return self.folder.name.split("__")[0]
-
-    @property
     def configuration(self) -> str:
         return self.folder.name.split("__")[-1]
 

@@ -5,8 +5,8 @@ For every case the output folder gets ``<case_id>.nii.gz`` (uint8 labels on the 
 ``volumes.csv`` (one row per case found in the folder) is written when the run ends. Every file
 appears complete or not at all.
 
-All inputs are checked (file names, headers, shapes, affines) before the model is loaded; each
-case's voxels (NaN/Inf, gzip checksums) when it is read, before its network pass.
+All inputs are checked (file names, headers, shapes, affines: :func:`check_inputs`) before the model
+is loaded; each case's voxels (NaN/Inf, gzip checksums) when it is read, before its network pass.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import fcntl
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -74,24 +73,28 @@ def shard(cases: list[Case], num_parts: int, part_id: int) -> list[Case]:
 
 def prepare_output(folder: str | os.PathLike) -> Path:
     """Create the output folder and prove it writable (a one-line error now, not after an hour)."""
-    folder = Path(folder)
-    probe = folder / f".write-test-{uuid.uuid4().hex[:8]}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe.touch()
-        probe.unlink()
-    except OSError as error:
-        raise BratsInputError(f"{folder}: cannot write the output here ({error.strerror or error})") from None
+    wording = "cannot write the output here"
+    folder = nifti.make_folder(folder, wording)
+    nifti.check_writable(folder, wording)
     return folder  # hidden partial files are not removed: another shard may be writing them
+
+
+def check_inputs(cases: list[Case], output: str | os.PathLike) -> Path:
+    """Every case's names and headers, and the output folder, checked before a model is loaded."""
+    for case in cases:
+        check_case_headers(case)
+    return prepare_output(output)
 
 
 def predict_cases(cases: list[Case], output: str | os.PathLike, segmenter: Segmenter, *,
                   probabilities: bool = False, skip_existing: bool = False, progress: bool = True,
                   report: Callable[[str], None] = tqdm.write) -> PredictionRun:
-    """Segment ``cases`` into ``output`` with one loaded model; see the module docstring."""
+    """Segment ``cases`` into ``output`` with one loaded model; see the module docstring.
+
+    Each case is validated when it is read; call :func:`check_inputs` before loading the model to
+    refuse a bad case of a batch before any work.
+    """
     output = prepare_output(output)
-    for case in cases:
-        check_case_headers(case)
     todo = [c for c in cases if not (skip_existing and _outputs_exist(output, c.case_id, probabilities))]
     skipped = [c.case_id for c in cases if c not in todo]
     written: list[str] = []
