@@ -6,9 +6,24 @@ STAMP  := $(VENV)/.install-stamp
 # torch first, pinned with torchvision: other builds break nnU-Net's trainer lookup on this CPU set-up.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test demo benchmarks clean
+.PHONY: install system-packages test demo benchmarks clean
 
 install: $(STAMP)
+
+# Debian tools the export and app tests run for real: DICOM validators, a PACS, a browser, and `ip` for
+# the PACS test's private loopback network. Installed with apt-get (as root, or through sudo) only when
+# one of their commands is missing.
+APT_PACKAGES  := dicom3tools dcmtk orthanc chromium chromium-driver iproute2
+APT_COMMANDS  := dciodvfy dcentvfy storescu Orthanc chromium chromedriver ip
+SUDO          := $(if $(filter 0,$(shell id -u)),,sudo)
+
+system-packages:
+	@missing=""; for c in $(APT_COMMANDS); do PATH="$$PATH:/usr/sbin" command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	fi
 
 $(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +32,7 @@ $(STAMP): setup.py pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-test: install
+test: install system-packages
 	$(BIN)/python -m pytest
 
 # the real sample case beside the project, when it is there, is segmented too

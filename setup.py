@@ -17,6 +17,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["brats_plugin", "brats_plugin.*"]),
+    package_data={"brats_plugin.inference.export": ["viewer_assets/*"]},
     install_requires=[
         "nnunetv2>=2.8,<2.9",
         "dynamic-network-architectures",  # nnU-Net's U-Net classes (the lean inference forward reads them)
@@ -28,9 +29,17 @@ setup(
         "batchgenerators",
         "tqdm",
         "isal",
+        "pydicom>=2.4",  # MR image series (exports)
+        "highdicom>=0.22",  # DICOM SEG (exports)
+        "pynetdicom>=2",  # C-STORE to a PACS (brats send)
+        "Pillow",  # PNG/GIF montages
+        "connected-components-3d",  # lesion-wise evaluation
+        "starlette>=0.37",  # the web app (brats app)
+        "uvicorn>=0.29",
+        "python-multipart",  # the app's uploads
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "hypothesis", "monai"],
+        "test": ["pytest>=8", "pytest-timeout", "hypothesis", "monai", "panoptica", "selenium", "httpx"],
     },
     entry_points={"console_scripts": ["brats=brats_plugin.cli:main"]},
     classifiers=[

@@ -222,10 +222,11 @@ def case_from_files(sequences: dict[str, str | os.PathLike], case_id: str | None
     for path in paths.values():
         if not path.is_file():
             raise BratsInputError(f"{path}: no such file")
-    return Case(case_id or _case_id_from_name(paths["T1"].name), paths["T1"].parent, paths)
+    return Case(case_id or case_id_from_file_name(paths["T1"].name), paths["T1"].parent, paths)
 
 
-def _case_id_from_name(name: str) -> str:
+def case_id_from_file_name(name: str) -> str:
+    """The case id in a sequence file's name: the name up to its sequence token, else the whole stem."""
     stem = nifti.strip_nifti_ending(name)
     for separator in _SPLIT.finditer(stem):
         token = _SPLIT.split(stem[separator.end():], maxsplit=1)[0].lower()

@@ -1,0 +1,93 @@
+"""What every export starts from: a case's four sequences and a label mask, checked against each other.
+
+An :class:`ExportCase` holds the voxels once (float32 sequences, uint8 labels), the geometry
+reference (the T1 image, whose header the mask must match), the release whose labels the mask uses,
+and the label volumes. The DICOM, HTML and picture writers all read it and nothing else.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from brats_plugin import nifti
+from brats_plugin.cases import (
+    BratsWarning, Case, check_image, check_same_grid, labels_present, narrow_by_labels, read_case_voxels,
+    read_label_values, releases_for_case_ids,
+)
+from brats_plugin.errors import BratsInputError
+from brats_plugin.inference.volumes import Volumes, measure_volumes
+from brats_plugin.releases import SEQUENCES, Release, get_release
+
+#: The release assumed for a mask whose labels and case id fit several releases.
+DEFAULT_RELEASE = "2021"
+
+
+@dataclass(frozen=True)
+class ExportCase:
+    """A case and its segmentation, ready to export."""
+
+    case_id: str
+    reference: nib.Nifti1Image  # the T1 image: the grid (shape, affine, header) of every volume here
+    images: dict[str, np.ndarray]  # sequence name (:data:`SEQUENCES`) -> float32 voxels (x, y, z)
+    labels: np.ndarray  # uint8 voxels (x, y, z) in ``release``'s label values
+    release: Release
+    volumes: Volumes
+
+    @property
+    def affine(self) -> np.ndarray:
+        """Voxel index -> RAS millimetres (NIfTI convention)."""
+        return self.reference.affine
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.labels.shape
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in millimetres along the three array axes (from the affine, not pixdim)."""
+        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
+
+
+def load_export_case(case: Case, mask: str | os.PathLike, release: str | Release | None = None) -> ExportCase:
+    """Read and check a case and its mask; raise :class:`BratsInputError` naming the file at fault.
+
+    The mask must lie on the T1 image's grid (same shape, affine within tolerance) and hold only the
+    release's labels. Without ``release``, it is told from the case id and the labels found, and
+    BraTS 2021's conventions are assumed (with a warning) when those fit several releases.
+    """
+    mask = Path(mask)
+    reference, voxels = read_case_voxels(case)
+    mask_image = nifti.load(mask)
+    check_image(mask_image, read_float_voxels=False)
+    check_same_grid(mask_image, reference)
+    labels = read_label_values(mask)
+    found = set(labels_present(labels))
+    if release is None:
+        release = _release_of_mask(case.case_id, found, mask)
+    elif isinstance(release, str):
+        release = get_release(release)
+    unknown = sorted(found - set(release.label_values))
+    if unknown:
+        raise BratsInputError(f"{mask}: labels {unknown} are not BraTS {release.key} labels "
+                              f"{list(release.label_values)}")
+    labels = labels.astype(np.uint8, copy=False)
+    return ExportCase(case.case_id, reference, dict(zip(SEQUENCES, voxels)), labels, release,
+                      measure_volumes(labels, release, reference.affine))
+
+
+def _release_of_mask(case_id: str, found: set[int], mask: Path) -> Release:
+    try:
+        return narrow_by_labels(releases_for_case_ids([case_id]), found, str(mask))
+    except BratsInputError:
+        fallback = get_release(DEFAULT_RELEASE)
+        if not found <= set(fallback.label_values):
+            raise BratsInputError(f"{mask}: cannot tell the BraTS release from the case id and labels "
+                                  f"{sorted(found)}; pass --labels RELEASE") from None
+        warnings.warn(f"{mask}: labels {sorted(found)} fit several BraTS releases; assuming BraTS "
+                      f"{fallback.key}'s (pass --labels RELEASE to choose)", BratsWarning)
+        return fallback
