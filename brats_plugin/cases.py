@@ -24,7 +24,7 @@ import numpy as np
 from brats_plugin import nifti
 from brats_plugin.errors import BratsInputError
 from brats_plugin.releases import (
-    ALIASES, RELEASES, SEGMENTATION, SEQUENCE_TOKENS, SEQUENCES, Release, releases_matching_case_id,
+    ALIASES, DEFAULT_RELEASE, RELEASES, SEGMENTATION, SEQUENCE_TOKENS, SEQUENCES, Release, releases_matching_case_id,
 )
 
 #: Two affines agree when their linear parts (direction x spacing) match to this relative tolerance,
@@ -391,6 +391,25 @@ def narrow_by_labels(candidates: list[Release], seen: set[int], source: str) -> 
     keys = ", ".join(r.key for r in fitting) if fitting else "none"
     raise BratsInputError(f"{source}: cannot tell the BraTS release from names and labels "
                           f"(labels found: {sorted(seen)}; fitting releases: {keys}); pass --release")
+
+
+def release_of_labels(case_ids: list[str], found: set[int], source: str | os.PathLike) -> Release:
+    """The release of segmentations from their case ids and the labels ``found`` in them.
+
+    Like :func:`narrow_by_labels` over :func:`releases_for_case_ids`, except that when several releases
+    still fit, BraTS 2021's conventions are assumed with a :class:`BratsWarning` (the commonest labels;
+    ``--labels RELEASE`` chooses). For masks to export or evaluate, where a guess is better than a stop.
+    """
+    try:
+        return narrow_by_labels(releases_for_case_ids(case_ids), found, str(source))
+    except BratsInputError:
+        fallback = RELEASES[DEFAULT_RELEASE]
+        if not found <= set(fallback.label_values):
+            raise BratsInputError(f"{source}: cannot tell the BraTS release from the case ids and labels "
+                                  f"{sorted(found)}; pass --labels RELEASE") from None
+        warnings.warn(f"{source}: labels {sorted(found)} fit several BraTS releases; assuming BraTS "
+                      f"{fallback.key}'s (pass --labels RELEASE to choose)", BratsWarning, stacklevel=2)
+        return fallback
 
 
 def check_release_fits_names(release: Release, case_ids: list[str]) -> None:

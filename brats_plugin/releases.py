@@ -65,6 +65,21 @@ class Region:
     labels: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class LesionwiseParameters:
+    """A sub-challenge's settings for the BraTS 2023 lesion-wise Dice and HD95.
+
+    As in the official BraTS-2023-Metrics script: reference lesions whose dilations touch count as
+    one lesion, and a predicted component matches a reference lesion when it meets the lesion dilated
+    by ``dilation_voxels`` iterations of the 18-neighbourhood. Reference lesions of
+    ``volume_threshold_mm3`` or less (voxel count times voxel volume; voxels on BraTS's 1 mm grid)
+    are left out of the score.
+    """
+
+    dilation_voxels: int
+    volume_threshold_mm3: float
+
+
 @dataclass(frozen=True, eq=False)
 class Release:
     """A BraTS release: naming, label values, regions and the nnU-Net label maps.
@@ -83,6 +98,7 @@ class Release:
     file_separator: str = "_"
     case_id_format: str = "case_{index:05d}"
     file_ending: str = ".nii.gz"
+    lesionwise: LesionwiseParameters | None = None  # None: no lesion-wise evaluation (before 2023)
 
     # ---- derived facts -------------------------------------------------------------------------
     def case_id(self, index: int) -> str:
@@ -171,6 +187,18 @@ _2023_TOKENS = {"T1": "t1n", "T1Gd": "t1c", "T2": "t2w", "FLAIR": "t2f", SEGMENT
 _2023_REGIONS = _regions((1, 2, 3), (1, 3), (3,))
 
 
+#: Lesion-wise settings of each BraTS 2023 sub-challenge (rachitsaluja/BraTS-2023-Metrics,
+#: ``get_challenge_parameters``). The 2024 releases reuse their 2023 counterpart's settings here; the
+#: official 2024 scripts differ (e.g. 2024 GLI: threshold 20, 10 for ET, lesions merged across tissues).
+_LESIONWISE_2023 = {
+    "GLI": LesionwiseParameters(dilation_voxels=3, volume_threshold_mm3=50.0),
+    "SSA": LesionwiseParameters(dilation_voxels=3, volume_threshold_mm3=50.0),
+    "MEN": LesionwiseParameters(dilation_voxels=1, volume_threshold_mm3=50.0),
+    "MET": LesionwiseParameters(dilation_voxels=1, volume_threshold_mm3=2.0),
+    "PED": LesionwiseParameters(dilation_voxels=3, volume_threshold_mm3=50.0),
+}
+
+
 def _release_2023(sub: str, title: str) -> Release:
     return Release(
         key=f"2023-{sub}",
@@ -181,6 +209,7 @@ def _release_2023(sub: str, title: str) -> Release:
         regions=_2023_REGIONS,
         file_separator="-",
         case_id_format=f"BraTS-{sub}-{{index:05d}}-000",
+        lesionwise=_LESIONWISE_2023[sub],
     )
 
 
@@ -209,6 +238,7 @@ RELEASES: dict[str, Release] = {
             _2023_REGIONS,
             extra_training_regions=(Region("resection cavity", "RC", (4,)),),
             file_separator="-", case_id_format="BraTS-GLI-{index:05d}-000",
+            lesionwise=_LESIONWISE_2023["GLI"],
         ),
         Release(
             "2024-PED", "BraTS 2024 paediatric tumours", r"BraTS-PED-\d{5}-\d{3}", _2023_TOKENS,
@@ -221,6 +251,7 @@ RELEASES: dict[str, Release] = {
             _regions((1, 2, 3, 4), (1, 2, 3), (1,)),
             extra_training_regions=(Region("cystic component", "CC", (3,)),),
             file_separator="-", case_id_format="BraTS-PED-{index:05d}-000",
+            lesionwise=_LESIONWISE_2023["PED"],
         ),
     )
 }
@@ -232,6 +263,10 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
                     "BraTS 2024 MEN-RT ships a T1Gd image only (one gross tumour volume label), "
                     "not the four sequences this plugin segments from"),
 }
+
+#: The release assumed where nothing tells (a model without a "brats" block, a mask whose ids and labels
+#: fit several releases): BraTS 2018-2022's labels, the commonest in use.
+DEFAULT_RELEASE = "2021"
 
 #: Keys accepted for ``--release`` / ``--labels`` besides the table's own keys.
 ALIASES: dict[str, str] = {

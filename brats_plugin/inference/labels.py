@@ -18,10 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from brats_plugin.errors import BratsInputError
-from brats_plugin.releases import Release, get_release
-
-#: The release assumed for models whose dataset.json does not name one.
-DEFAULT_RELEASE = "2021"
+from brats_plugin.releases import DEFAULT_RELEASE, Release, get_release
 
 
 class AssumedConventionWarning(UserWarning):

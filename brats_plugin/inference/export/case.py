@@ -7,7 +7,6 @@ and the label volumes. The DICOM, HTML and picture writers all read it and nothi
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,16 +15,11 @@ import numpy as np
 
 from brats_plugin import nifti
 from brats_plugin.cases import (
-    BratsWarning, Case, check_image, check_same_grid, labels_present, narrow_by_labels, read_case_voxels,
-    read_label_values, releases_for_case_ids,
+    Case, check_image, check_same_grid, labels_present, read_case_voxels, read_label_values, release_of_labels,
 )
 from brats_plugin.errors import BratsInputError
 from brats_plugin.inference.volumes import Volumes, measure_volumes
 from brats_plugin.releases import SEQUENCES, Release, get_release
-
-#: The release assumed for a mask whose labels and case id fit several releases.
-DEFAULT_RELEASE = "2021"
-
 
 @dataclass(frozen=True)
 class ExportCase:
@@ -68,7 +62,7 @@ def load_export_case(case: Case, mask: str | os.PathLike, release: str | Release
     labels = read_label_values(mask)
     found = set(labels_present(labels))
     if release is None:
-        release = _release_of_mask(case.case_id, found, mask)
+        release = release_of_labels([case.case_id], found, mask)
     elif isinstance(release, str):
         release = get_release(release)
     unknown = sorted(found - set(release.label_values))
@@ -78,16 +72,3 @@ def load_export_case(case: Case, mask: str | os.PathLike, release: str | Release
     labels = labels.astype(np.uint8, copy=False)
     return ExportCase(case.case_id, reference, dict(zip(SEQUENCES, voxels)), labels, release,
                       measure_volumes(labels, release, reference.affine))
-
-
-def _release_of_mask(case_id: str, found: set[int], mask: Path) -> Release:
-    try:
-        return narrow_by_labels(releases_for_case_ids([case_id]), found, str(mask))
-    except BratsInputError:
-        fallback = get_release(DEFAULT_RELEASE)
-        if not found <= set(fallback.label_values):
-            raise BratsInputError(f"{mask}: cannot tell the BraTS release from the case id and labels "
-                                  f"{sorted(found)}; pass --labels RELEASE") from None
-        warnings.warn(f"{mask}: labels {sorted(found)} fit several BraTS releases; assuming BraTS "
-                      f"{fallback.key}'s (pass --labels RELEASE to choose)", BratsWarning)
-        return fallback
