@@ -17,7 +17,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["brats_plugin", "brats_plugin.*"]),
-    package_data={"brats_plugin.inference.export": ["viewer_assets/*"]},
+    package_data={"brats_plugin.inference.export": ["viewer_assets/*"], "brats_plugin.app": ["static/*"]},
     install_requires=[
         "nnunetv2>=2.8,<2.9",
         "dynamic-network-architectures",  # nnU-Net's U-Net classes (the lean inference forward reads them)
@@ -29,8 +29,8 @@ setup(
         "batchgenerators",
         "tqdm",
         "isal",
-        "pydicom>=2.4",  # MR image series (exports)
-        "highdicom>=0.22",  # DICOM SEG (exports)
+        "pydicom>=3",  # MR image series (exports)
+        "highdicom>=0.28",  # DICOM SEG (exports)
         "pynetdicom>=2",  # C-STORE to a PACS (brats send)
         "Pillow",  # PNG/GIF montages
         "connected-components-3d",  # lesion-wise evaluation

@@ -117,3 +117,14 @@ def _stock_checkpoint(folders: dict[str, Path], dataset: int) -> Path:
     shutil.copy(preprocessed / "nnUNetPlans.json", folder / "plans.json")
     shutil.copy(preprocessed / "dataset.json", folder / "dataset.json")
     return folder
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A real headless Chromium for a test module (the viewer and the app); closed afterwards."""
+    from browser_support import start_chromium
+    driver = start_chromium()
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -23,6 +23,8 @@ from tqdm import tqdm
 from brats_plugin import nifti
 from brats_plugin.cases import Case, case_from_files, check_case_headers, find_case, find_cases
 from brats_plugin.errors import BratsInputError
+from brats_plugin.inference.export.case import load_export_case
+from brats_plugin.inference.export.formats import ExportRequest
 from brats_plugin.inference.segmenter import Segmentation, Segmenter
 from brats_plugin.inference.volumes import Volumes, write_volumes_csv
 from brats_plugin.version import __version__
@@ -88,14 +90,17 @@ def check_inputs(cases: list[Case], output: str | os.PathLike) -> Path:
 
 def predict_cases(cases: list[Case], output: str | os.PathLike, segmenter: Segmenter, *,
                   probabilities: bool = False, skip_existing: bool = False, progress: bool = True,
+                  exports: ExportRequest | None = None,
                   report: Callable[[str], None] = tqdm.write) -> PredictionRun:
     """Segment ``cases`` into ``output`` with one loaded model; see the module docstring.
+
+    ``exports``: also write these exports of each case beside its mask (``brats predict --export``).
 
     Each case is validated when it is read; call :func:`check_inputs` before loading the model to
     refuse a bad case of a batch before any work.
     """
     output = prepare_output(output)
-    todo = [c for c in cases if not (skip_existing and _outputs_exist(output, c.case_id, probabilities))]
+    todo = [c for c in cases if not (skip_existing and _outputs_exist(output, c.case_id, probabilities, exports))]
     skipped = [c.case_id for c in cases if c not in todo]
     written: list[str] = []
     try:
@@ -103,6 +108,8 @@ def predict_cases(cases: list[Case], output: str | os.PathLike, segmenter: Segme
             started = time.perf_counter()
             segmentation = segmenter.predict_case(case, probabilities=probabilities)
             files = segmentation.save(output)
+            if exports:
+                files += exports.write(load_export_case(case, files[0], segmentation.release), output).values()
             _write_report(output, case, segmentation, segmenter, files)
             written.append(case.case_id)
             report(f"{case.case_id}: {time.perf_counter() - started:.1f} s, {segmentation.volumes.summary()}")
@@ -133,9 +140,10 @@ def rebuild_volumes_csv(folder: Path) -> Path | None:
     return folder / VOLUMES_CSV
 
 
-def _outputs_exist(folder: Path, case_id: str, probabilities: bool) -> bool:
+def _outputs_exist(folder: Path, case_id: str, probabilities: bool, exports: ExportRequest | None) -> bool:
     names = [f"{case_id}.nii.gz", f"{case_id}.json"] + ([f"{case_id}_probabilities.nii.gz"] if probabilities else [])
-    return all((folder / name).is_file() for name in names)
+    return (all((folder / name).is_file() for name in names)
+            and all(path.exists() for path in (exports.paths(folder, case_id) if exports else [])))
 
 
 def _write_report(folder: Path, case: Case, segmentation: Segmentation, segmenter: Segmenter,

@@ -1,0 +1,78 @@
+"""``--format dicom,html,png,gif``: which exports to write for a case, and where they go.
+
+One place names the exports and their files, for ``brats export``, ``brats predict --export`` and
+the demo: beside a case's mask ``<case>.nii.gz`` go ``<case>_dicom/`` (MR series + SEG),
+``<case>_viewer.html``, ``<case>_montage.png`` and ``<case>.gif``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from brats_plugin.errors import BratsInputError
+from brats_plugin.inference.export.case import ExportCase
+
+#: Export name -> file (or folder) name pattern beside the mask.
+FORMATS: dict[str, str] = {
+    "dicom": "{case_id}_dicom",
+    "html": "{case_id}_viewer.html",
+    "png": "{case_id}_montage.png",
+    "gif": "{case_id}.gif",
+}
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """Which exports to write for every case, with the DICOM options."""
+
+    formats: tuple[str, ...]
+    patient: object = None  # a :class:`~brats_plugin.inference.export.dicom.DicomPatient`, or placeholders
+    secondary_capture: bool = False
+
+    def paths(self, folder: str | os.PathLike, case_id: str) -> list[Path]:
+        return [export_path(folder, case_id, name) for name in self.formats]
+
+    def write(self, case: ExportCase, folder: str | os.PathLike) -> dict[str, Path]:
+        return write_exports(case, folder, self.formats, patient=self.patient,
+                             secondary_capture=self.secondary_capture)
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``"dicom,html"`` -> ``("dicom", "html")``; an unknown name is a one-line error."""
+    chosen = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [name for name in chosen if name not in FORMATS]
+    if unknown or not chosen:
+        raise BratsInputError(f"--format {text!r}: choose from {', '.join(FORMATS)} (comma-separated)")
+    return chosen
+
+
+def export_path(folder: str | os.PathLike, case_id: str, name: str) -> Path:
+    """Where export ``name`` of a case goes in ``folder``."""
+    return Path(folder) / FORMATS[name].format(case_id=case_id)
+
+
+def write_exports(case: ExportCase, folder: str | os.PathLike, formats: tuple[str, ...], *,
+                  patient=None, secondary_capture: bool = False) -> dict[str, Path]:
+    """Write the chosen exports of ``case`` into ``folder``; return export name -> path.
+
+    Existing exports of the case are replaced (each appears complete or not at all). ``patient`` and
+    ``secondary_capture`` go to :func:`~brats_plugin.inference.export.dicom.write_dicom`.
+    """
+    written: dict[str, Path] = {}
+    for name in formats:
+        path = export_path(folder, case.case_id, name)
+        if name == "dicom":
+            from brats_plugin.inference.export.dicom import write_dicom
+            write_dicom(case, path, patient=patient, secondary_capture=secondary_capture, overwrite=True)
+        elif name == "html":
+            from brats_plugin.inference.export.viewer import write_viewer
+            write_viewer(case, path)
+        elif name == "png":
+            from brats_plugin.inference.export.images import write_montage
+            write_montage(case, path)
+        else:
+            from brats_plugin.inference.export.images import write_gif
+            write_gif(case, path)
+        written[name] = path
+    return written

@@ -1,0 +1,230 @@
+"""``brats send`` against a real PACS: Debian's Orthanc, started in a private network namespace.
+
+Orthanc listens on every address, so the fixture starts it under ``unshare --net`` (only a loopback
+interface, reachable from nowhere else) and the tests run ``brats send`` and the REST queries inside
+the same namespace with ``nsenter``. Being alone in that namespace, the ports are free by construction.
+Needs root (as here and in CI) and the Debian packages of ``make system-packages``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from brats_plugin.cases import find_case
+from brats_plugin.dataset_conversion import write_synthetic_release
+from brats_plugin.inference.export.case import load_export_case
+from brats_plugin.inference.export.dicom import MR_FOLDERS, write_dicom
+from brats_plugin.inference.export.pacs import find_dicom_files
+from conftest import BRATS
+
+AET, DICOM_PORT, HTTP_PORT = "ORTHANC", 4242, 8042
+#: Few slices: each C-STORE costs Orthanc about 45 ms here (its delayed acknowledgements), whatever the size.
+SHAPE = (24, 24, 16)
+ORTHANC = shutil.which("Orthanc", path=os.environ.get("PATH", "") + ":/usr/sbin")
+TIMEOUT = 60
+
+
+@dataclass
+class Pacs:
+    pid: int
+
+    def run(self, command: list[str]) -> subprocess.CompletedProcess:
+        """Run ``command`` inside Orthanc's network namespace."""
+        return subprocess.run(["nsenter", f"--net=/proc/{self.pid}/ns/net", "--", *command],
+                              capture_output=True, text=True, timeout=TIMEOUT)
+
+    def send(self, folder: Path, *options: str) -> subprocess.CompletedProcess:
+        arguments = ["--host", "127.0.0.1", "--port", str(DICOM_PORT), "--called-aet", AET, *options]
+        return self.run([*BRATS, "send", str(folder), *arguments])
+
+    def rest(self, path: str):
+        """GET Orthanc's REST API; the decoded JSON answer."""
+        completed = self.run([sys.executable, "-c", "import sys, urllib.request; "
+                              "print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())",
+                              f"http://127.0.0.1:{HTTP_PORT}{path}"])
+        if completed.returncode != 0:
+            raise RuntimeError(completed.stderr)
+        return json.loads(completed.stdout)
+
+    def stored_sop_instance_uids(self) -> set[str]:
+        return {item["MainDicomTags"]["SOPInstanceUID"] for item in self.rest("/instances?expand")}
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("orthanc")
+    config = {
+        "Name": "brats-test", "StorageDirectory": str(folder / "storage"), "IndexDirectory": str(folder / "index"),
+        "DicomAet": AET, "DicomPort": DICOM_PORT, "HttpPort": HTTP_PORT, "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False, "DicomCheckCalledAet": True, "UnknownSopClassAccepted": False,
+        "Plugins": [], "LuaScripts": [],
+    }
+    (folder / "orthanc.json").write_text(json.dumps(config))
+    log = open(folder / "orthanc.log", "wb")
+    process = subprocess.Popen(["unshare", "--net", "--", "sh", "-c",
+                                f"ip link set lo up && exec {ORTHANC} {folder / 'orthanc.json'}"],
+                               stdout=log, stderr=subprocess.STDOUT)
+    server = Pacs(process.pid)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"Orthanc exited: {(folder / 'orthanc.log').read_text(errors='replace')[-2000:]}")
+            try:
+                server.rest("/system")
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        yield server
+    finally:
+        process.kill()  # its storage is thrown away: no need for the seconds of a graceful stop
+        process.wait(timeout=TIMEOUT)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> Path:
+    """A synthetic case's DICOM export (MR series, SEG, overlay series)."""
+    root = tmp_path_factory.mktemp("export")
+    [folder] = write_synthetic_release(root / "source", "2021", 1, shape=SHAPE, seed=11)
+    case = find_case(folder)
+    write_dicom(load_export_case(case, case.segmentation, "2021"), root / "dicom", secondary_capture=True)
+    return root / "dicom"
+
+
+def _fingerprint(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _uids(folder: Path) -> set[str]:
+    return {pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in folder.rglob("*.dcm")}
+
+
+def test_every_series_and_the_seg_arrive(pacs, export):
+    before = _fingerprint(export)
+    completed = pacs.send(export)
+    count = len(before)
+    assert completed.returncode == 0, completed.stderr
+    assert f"sent {count} DICOM file(s) to {AET} at 127.0.0.1:{DICOM_PORT}: {count} accepted, 0 refused" \
+        in completed.stdout
+    assert _uids(export) <= pacs.stored_sop_instance_uids()
+    modalities = {series["MainDicomTags"]["Modality"] for series in pacs.rest("/series?expand")}
+    assert {"MR", "SEG", "OT"} <= modalities
+    assert _fingerprint(export) == before  # nothing local changed
+
+
+def test_a_terminal_shows_a_progress_bar(pacs, export):
+    """With stderr on a terminal (``script`` provides one) tqdm draws the bar; piped, it stays silent."""
+    command = [*BRATS, "send", str(export / MR_FOLDERS["T1"]), "--host", "127.0.0.1", "--port", str(DICOM_PORT),
+               "--called-aet", AET]
+    on_terminal = pacs.run(["script", "--quiet", "--return", "--command",
+                            f"stty cols 120 rows 40; {shlex.join(command)}", "/dev/null"])  # a sized terminal
+    assert on_terminal.returncode == 0, on_terminal.stdout
+    assert "C-STORE: 100%" in on_terminal.stdout  # script merges the terminal's output into its stdout
+    piped = pacs.run(command)
+    assert piped.returncode == 0 and "C-STORE" not in piped.stderr
+
+
+def test_wrong_called_ae_title_is_a_rejected_association(pacs, export):
+    before = _fingerprint(export)
+    completed = pacs.run([*BRATS, "send", str(export), "--host", "127.0.0.1", "--port", str(DICOM_PORT),
+                          "--called-aet", "NOT_ORTHANC"])
+    assert completed.returncode == 1
+    assert completed.stdout == ""
+    [line] = completed.stderr.strip().splitlines()
+    assert "rejected the association" in line and "Called AE title not recognised" in line
+    assert _fingerprint(export) == before
+
+
+def test_unreachable_pacs_is_a_one_line_error(pacs, export):
+    completed = pacs.run([*BRATS, "send", str(export), "--host", "127.0.0.1", "--port", str(DICOM_PORT + 1),
+                          "--called-aet", AET, "--timeout", "5"])
+    assert completed.returncode == 1
+    [line] = completed.stderr.strip().splitlines()
+    assert line == f"brats: error: cannot connect to 127.0.0.1:{DICOM_PORT + 1}: Connection refused"
+
+
+def test_refused_instances_are_reported_and_the_rest_stored(pacs, export, tmp_path):
+    """Orthanc refuses an instance without Study Instance UID (status 0xA700) and an unknown SOP class
+    (presentation context rejected); everything else in the folder is stored."""
+    folder = tmp_path / "mixed"
+    shutil.copytree(export / MR_FOLDERS["T2"], folder / "good")
+    ds = pydicom.dcmread(export / MR_FOLDERS["T1"] / "IM0003.dcm")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    del ds.StudyInstanceUID
+    ds.save_as(folder / "no-study.dcm")
+    ds = pydicom.dcmread(export / MR_FOLDERS["T1"] / "IM0004.dcm")
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.826.0.1.3680043.8.498.1"  # private, unknown
+    ds.save_as(folder / "unknown-class.dcm")
+    (folder / "notes.txt").write_text("not DICOM: passed over")
+    before = _fingerprint(folder)
+
+    completed = pacs.send(folder)
+    good = len(list((folder / "good").glob("*.dcm")))
+    assert completed.returncode == 1
+    assert f"{good} accepted, 2 refused" in completed.stdout
+    assert "0xA700" in completed.stdout and "no-study.dcm" in completed.stdout
+    assert "does not accept SOP class 1.2.826.0.1.3680043.8.498.1" in completed.stdout
+    [line] = completed.stderr.strip().splitlines()
+    assert line.startswith(f"brats: error: {AET} at 127.0.0.1:{DICOM_PORT} refused 2 of {good + 2} file(s)")
+    stored = pacs.stored_sop_instance_uids()
+    assert _uids(folder / "good") <= stored
+    assert not ({pydicom.dcmread(folder / name).SOPInstanceUID for name in ("no-study.dcm", "unknown-class.dcm")}
+                & stored)
+    assert _fingerprint(folder) == before
+
+
+# ---- mistakes in the input: status 2, no network needed ---------------------------------------------------
+
+def _send_locally(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*BRATS, "send", *arguments], capture_output=True, text=True, timeout=TIMEOUT)
+
+
+def test_a_folder_without_dicom_files_is_an_input_error(synthetic_source):
+    source = synthetic_source("2021", cases=1)
+    completed = _send_locally(str(source), "--host", "127.0.0.1", "--port", "104", "--called-aet", AET)
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == f"brats: error: {source}: no DICOM files below it (Part 10 files with the " \
+                                       "'DICM' preamble)"
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--port", "104", "--called-aet", "A" * 17], "called AE title"),
+    (["--port", "70000", "--called-aet", AET], "port 70000"),
+])
+def test_bad_ae_titles_and_ports_are_input_errors(export, arguments, message):
+    completed = _send_locally(str(export), "--host", "127.0.0.1", *arguments)
+    assert completed.returncode == 2
+    [line] = completed.stderr.strip().splitlines()
+    assert message in line
+
+
+def test_missing_folder_is_an_input_error(tmp_path):
+    completed = _send_locally(str(tmp_path / "nowhere"), "--host", "h", "--port", "104", "--called-aet", AET)
+    assert completed.returncode == 2 and "no such folder" in completed.stderr
+
+
+def test_find_dicom_files_passes_over_hidden_and_other_files(export, tmp_path):
+    folder = shutil.copytree(export, tmp_path / "copy")
+    (folder / ".hidden").mkdir()
+    shutil.copy(folder / MR_FOLDERS["T1"] / "IM0001.dcm", folder / ".hidden" / "IM0001.dcm")
+    (folder / "readme.txt").write_text("hello")
+    found = find_dicom_files(folder)
+    assert sorted(f.path for f in found) == sorted(folder.glob("[!.]*/*.dcm"))
+    assert {f.sop_class.name for f in found} == {"MR Image Storage", "Segmentation Storage",
+                                                 "Secondary Capture Image Storage"}
