@@ -1,0 +1,244 @@
+"""The web app's HTTP side (Starlette): pages, the JSON API, uploads, downloads, access control.
+
+Routes (the JSON API is what the page itself uses; scripts can too):
+
+- ``GET /``: the home page: the preview case in the viewer, and the upload form.
+- ``POST /api/jobs``: multipart upload (``files``: the four sequences or one zip; optional
+  ``sequence`` fields, one per file, to override recognition by name; optional ``case_id``).
+  202 ``{"id", "status_url", "page_url"}``; 400 ``{"error"}`` for a bad case (the checks of
+  ``brats predict``); 413 too large; 503 queue full.
+- ``GET /api/jobs/{id}``: ``{"state": queued|running|done|failed, "stage", "progress", "error"?,
+  "volumes"?, "downloads"?}``.
+- ``GET /api/jobs/{id}/files/{name}``: a result (``mask.nii.gz``, ``dicom.zip``, ``viewer.html``,
+  ``montage.png``, ``viewer-data``).
+- ``POST /api/recognise``: ``{"names": [...]}`` -> ``{"sequences": [...]}`` (recognition by name).
+- ``GET /jobs/{id}``: the page of one job (progress, then the viewer and downloads).
+
+With a token set, every route asks for it: ``Authorization: Bearer TOKEN``, or the ``brats_token``
+cookie that ``GET /?token=TOKEN`` sets for browsers.
+"""
+from __future__ import annotations
+
+import contextlib
+import secrets
+from dataclasses import dataclass
+from importlib import resources
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from brats_plugin.app.jobs import JobRunner, JobStore, QueueFull
+from brats_plugin.app.results import RESULT_FILES, download_name
+from brats_plugin.app.uploads import UploadedFile, store_upload
+from brats_plugin.cases import identify_file
+from brats_plugin.errors import BratsInputError
+from brats_plugin.inference.export.viewer import SERVED_ASSETS, VIEWER_ASSETS
+
+TOKEN_COOKIE = "brats_token"
+STATIC = resources.files("brats_plugin.app") / "static"
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """What the server needs besides its jobs."""
+
+    max_upload_bytes: int
+    token: str | None = None
+    preview_job: str | None = None  # the job whose result the home page shows
+
+
+def create_app(store: JobStore, runner: JobRunner, settings: AppSettings) -> Starlette:
+    """The ASGI application over a job store and runner (started and stopped with the app)."""
+
+    async def home(request: Request) -> Response:
+        given = request.query_params.get("token")
+        if settings.token and given and secrets.compare_digest(given, settings.token):
+            response = RedirectResponse("/", status_code=303)
+            response.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="strict")
+            return response
+        return _page("index.html")
+
+    async def job_page(request: Request) -> Response:
+        try:
+            store.folder(request.path_params["job_id"])
+        except KeyError:
+            return PlainTextResponse("no such job (it may have expired)", status_code=404)
+        return _page("job.html")
+
+    async def submit(request: Request) -> Response:
+        async with request.form(max_files=8, max_fields=16) as form:
+            uploads = [UploadedFile(str(f.filename or "unnamed"), await f.read()) for f in form.getlist("files")
+                       if hasattr(f, "read")]
+            chosen = [str(s) or None for s in form.getlist("sequence")]
+            case_id = str(form.get("case_id") or "") or None
+        if chosen and len(chosen) != len(uploads):
+            return _error(f"{len(chosen)} sequence choices for {len(uploads)} files")
+        uploads = [UploadedFile(u.name, u.data, s) for u, s in zip(uploads, chosen or [None] * len(uploads))]
+        job_id = store.create()
+        folder = store.folder(job_id) / "inputs"
+        try:
+            case = await run_in_threadpool(store_upload, uploads, folder, case_id=case_id,
+                                           max_unpacked_bytes=4 * settings.max_upload_bytes)
+        except BratsInputError as error:
+            store.discard(job_id)
+            return _error(str(error))
+        store.update(job_id, case_id=case.case_id, inputs={s: p.name for s, p in case.sequences.items()})
+        try:
+            runner.submit(job_id)
+        except QueueFull as error:
+            store.discard(job_id)
+            return JSONResponse({"error": str(error)}, status_code=503)
+        return JSONResponse({"id": job_id, "status_url": f"/api/jobs/{job_id}", "page_url": f"/jobs/{job_id}"},
+                            status_code=202)
+
+    async def status(request: Request) -> Response:
+        try:
+            current = store.status(request.path_params["job_id"])
+        except KeyError:
+            return JSONResponse({"error": "no such job (it may have expired)"}, status_code=404)
+        public = {k: current[k] for k in ("id", "state", "stage", "progress", "case_id", "error", "volumes",
+                                          "release") if k in current}
+        if current["state"] == "done":
+            public["downloads"] = {name: f"/api/jobs/{current['id']}/files/{name}" for name in RESULT_FILES}
+        public["waiting"] = runner.waiting
+        return JSONResponse(public)
+
+    async def result(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            folder = store.folder(request.path_params["job_id"])
+            current = store.status(request.path_params["job_id"])
+        except KeyError:
+            return JSONResponse({"error": "no such job (it may have expired)"}, status_code=404)
+        if name not in RESULT_FILES or current["state"] != "done":
+            return JSONResponse({"error": f"no result {name!r} for this job"}, status_code=404)
+        path = folder / "results" / name
+        return FileResponse(path, media_type=RESULT_FILES[name],
+                            filename=download_name(current.get("case_id", "case"), name))
+
+    async def viewer_asset(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in SERVED_ASSETS:
+            return PlainTextResponse("not found", status_code=404)
+        return FileResponse(VIEWER_ASSETS / name)
+
+    async def preview(request: Request) -> Response:
+        return JSONResponse({"id": settings.preview_job})
+
+    async def recognise(request: Request) -> Response:
+        names = (await request.json()).get("names", [])
+        return JSONResponse({"sequences": [_recognised(str(n)) for n in names]})
+
+    routes = [
+        Route("/", home),
+        Route("/jobs/{job_id}", job_page),
+        Route("/api/jobs", submit, methods=["POST"]),
+        Route("/api/jobs/{job_id}", status),
+        Route("/api/jobs/{job_id}/files/{name}", result),
+        Route("/api/preview", preview),
+        Route("/api/recognise", recognise, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
+        Route("/viewer/{name}", viewer_asset),
+    ]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        runner.start()
+        try:
+            yield
+        finally:
+            runner.stop()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
+    if settings.token:
+        app.add_middleware(TokenRequired, token=settings.token)
+    return app
+
+
+def _page(name: str) -> Response:
+    return Response((STATIC / name).read_text(), media_type="text/html")
+
+
+def _error(message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=400)
+
+
+def _recognised(name: str) -> str | None:
+    try:
+        return identify_file(name.replace("\\", "/").rsplit("/", 1)[-1])
+    except BratsInputError:
+        return None
+
+
+class UploadLimit:
+    """Answer 413 to a request body larger than ``max_bytes`` (declared or actually sent)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refuse(send)
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched_send)
+        except _TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        response = JSONResponse({"error": f"upload larger than {self.max_bytes / 2**20:.0f} MB"}, status_code=413)
+        await response({"type": "http"}, _nothing, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
+
+
+class TokenRequired:
+    """Refuse (401) every request without the token (bearer header, cookie, or ``?token=`` on ``/``)."""
+
+    def __init__(self, app: ASGIApp, token: str):
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self._allowed(Request(scope)):
+            response = JSONResponse({"error": "a valid token is required"}, status_code=401)
+            return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def _allowed(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        candidates = [header[7:] if header.lower().startswith("bearer ") else "",
+                      request.cookies.get(TOKEN_COOKIE, "")]
+        if request.url.path == "/":
+            candidates.append(request.query_params.get("token", ""))
+        return any(c and secrets.compare_digest(c, self.token) for c in candidates)

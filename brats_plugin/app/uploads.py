@@ -1,0 +1,153 @@
+"""Turn what a browser or a script uploaded into a validated case folder, without trusting any name.
+
+An upload is a list of files, each with the name the user gave it and, optionally, the sequence the
+user picked for it in the form. A single zip file may hold the whole case instead. The sequence of a
+file comes from the user's choice, else from its name (:func:`brats_plugin.cases.identify_file`, the
+same recognition as everywhere else); the bytes are then stored under names we choose
+(``T1.nii.gz`` ...), so that no user-controlled path ever reaches the file system, and the case is
+validated with the checks of prediction (:func:`brats_plugin.cases.read_case_voxels`). Messages name
+the user's file names, never our folders.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from brats_plugin import nifti
+from brats_plugin.cases import Case, case_from_files, case_id_from_file_name, identify_file, read_case_voxels
+from brats_plugin.errors import BratsInputError
+from brats_plugin.releases import SEGMENTATION, SEQUENCES
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGIC = b"PK\x03\x04"
+#: NIfTI-1 single files carry ``n+1\0`` at byte 344; NIfTI-2 ``n+2\0`` at byte 4.
+NIFTI_MAGICS = ((344, b"n+1\x00"), (4, b"n+2\x00"))
+#: Case ids kept from user names: letters, digits, ``._-``; anything else becomes ``_``.
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """One uploaded file: the user's name for it (never used as a path), its bytes, the chosen sequence."""
+
+    name: str
+    data: bytes
+    sequence: str | None = None  # one of SEQUENCES, or None to recognise it from the name
+
+
+def store_upload(files: list[UploadedFile], folder: str | Path, *, max_unpacked_bytes: int,
+                 case_id: str | None = None) -> Case:
+    """Store an upload as ``folder/<SEQUENCE>.nii[.gz]``, validate it, return the case.
+
+    Raises :class:`BratsInputError` (naming the user's files) for a missing, doubled or unrecognised
+    sequence, content that is not NIfTI, a zip that unpacks beyond ``max_unpacked_bytes``, or any
+    check of prediction (shapes, affines, NaN, truncated data).
+    """
+    if len(files) == 1 and files[0].data[:4] == ZIP_MAGIC:
+        files = _unzip(files[0], max_unpacked_bytes)
+    by_sequence = _assign_sequences(files)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    for sequence, upload in by_sequence.items():
+        paths[sequence] = folder / f"{sequence}{_nifti_ending(upload)}"
+        nifti.write_bytes_atomic(upload.data, paths[sequence])
+    case = case_from_files(paths, safe_case_id(case_id or case_id_from_file_name(_base_name(by_sequence["T1"].name))))
+    try:
+        read_case_voxels(case)
+    except BratsInputError as error:
+        raise BratsInputError(_user_names(str(error), paths, by_sequence)) from None
+    return case
+
+
+def safe_case_id(text: str) -> str:
+    """A case id made only of letters, digits and ``._-`` (at most 64 characters), never empty."""
+    cleaned = _UNSAFE.sub("_", text).strip("._")[:64]
+    return cleaned or "upload"
+
+
+def _assign_sequences(files: list[UploadedFile]) -> dict[str, UploadedFile]:
+    """Sequence -> file, from the user's choices or the names; segmentations are passed over."""
+    if not files:
+        raise BratsInputError("no files uploaded: send the four sequences (T1, T1Gd, T2, FLAIR) or one zip")
+    assigned: dict[str, UploadedFile] = {}
+    for upload in files:
+        sequence = upload.sequence or identify_file(_base_name(upload.name))
+        if sequence == SEGMENTATION:
+            continue
+        if sequence is None:
+            raise BratsInputError(f"{upload.name}: cannot tell which sequence this is from its name; "
+                                  f"choose T1, T1Gd, T2 or FLAIR for it")
+        if sequence not in SEQUENCES:
+            raise BratsInputError(f"{upload.name}: unknown sequence {sequence!r}; choose one of {', '.join(SEQUENCES)}")
+        if sequence in assigned:
+            raise BratsInputError(f"{assigned[sequence].name} and {upload.name} are both {sequence}")
+        assigned[sequence] = upload
+    missing = [s for s in SEQUENCES if s not in assigned]
+    if missing:
+        raise BratsInputError(f"missing {', '.join(missing)}: upload all four sequences (T1, T1Gd, T2, FLAIR)")
+    return assigned
+
+
+def _base_name(name: str) -> str:
+    """The last component of a name with either slash: only for recognising tokens."""
+    return re.split(r"[\\/]", name)[-1]
+
+
+def _nifti_ending(upload: UploadedFile) -> str:
+    """``.nii.gz`` or ``.nii`` by content; anything else is refused, whatever its name says."""
+    data = upload.data
+    if data[:2] == GZIP_MAGIC:
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as unpacked:
+                head = unpacked.read(352)
+        except (OSError, EOFError) as error:
+            raise BratsInputError(f"{upload.name}: damaged gzip data ({error})") from None
+        if _is_nifti(head):
+            return ".nii.gz"
+    elif _is_nifti(data[:352]):
+        return ".nii"
+    raise BratsInputError(f"{upload.name}: not a NIfTI image (.nii or .nii.gz content)")
+
+
+def _is_nifti(head: bytes) -> bool:
+    return any(head[offset:offset + len(magic)] == magic for offset, magic in NIFTI_MAGICS)
+
+
+def _unzip(archive: UploadedFile, max_unpacked_bytes: int) -> list[UploadedFile]:
+    """The NIfTI files of a zip (any folder depth), as uploads named by their base names."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(archive.data)) as packed:
+            members = [m for m in packed.infolist() if not m.is_dir() and nifti.nifti_ending(_base_name(m.filename))
+                       and not _base_name(m.filename).startswith(".") and "__MACOSX" not in m.filename]
+            total = sum(m.file_size for m in members)
+            if total > max_unpacked_bytes:
+                raise BratsInputError(f"{archive.name}: unpacks to {total / 2**20:.0f} MB, more than the "
+                                      f"{max_unpacked_bytes / 2**20:.0f} MB allowed")
+            files = [UploadedFile(_base_name(m.filename), _read_member(packed, m, max_unpacked_bytes, archive.name))
+                     for m in members]
+    except zipfile.BadZipFile as error:
+        raise BratsInputError(f"{archive.name}: damaged zip file ({error})") from None
+    if not files:
+        raise BratsInputError(f"{archive.name}: no .nii or .nii.gz files in this zip")
+    return files
+
+
+def _read_member(packed: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int, archive: str) -> bytes:
+    """A member's bytes, refusing more than ``limit`` whatever its header claims (zip bombs)."""
+    with packed.open(member) as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise BratsInputError(f"{archive}: {member.filename} unpacks beyond the size allowed")
+    return data
+
+
+def _user_names(message: str, paths: dict[str, Path], uploads: dict[str, UploadedFile]) -> str:
+    """A validation message with our stored paths replaced by the user's file names."""
+    for sequence, path in paths.items():
+        message = message.replace(str(path), uploads[sequence].name).replace(path.name, uploads[sequence].name)
+    return message
