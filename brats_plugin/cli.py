@@ -105,7 +105,8 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "demo", help="the whole path on a built-in synthetic default (what `make demo` runs)",
         description="Synthesise BraTS-like cases, convert them to an nnU-Net dataset, plan and preprocess it, "
-                    "train a generalised-Dice model with nnU-Net and segment the held-out cases, all below OUTPUT "
+                    "train a generalised-Dice model with nnU-Net, segment the held-out cases (masks, volumes, HTML "
+                    "viewers, PNG montages) and evaluate them against their references, all below OUTPUT "
                     "(nnU-Net's folders included).",
         epilog="example:\n  brats demo --output demo_output --also ../shared/data/TCGA-DU-7294",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -208,6 +209,9 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--part-id", type=int, default=0, help="... and segment this one (0-based)")
     parser.add_argument("--skip-existing", action="store_true", help="skip cases whose outputs exist (resume)")
     parser.add_argument("-j", "--threads", type=int, default=None, help="CPU threads (default: torch's, all cores)")
+    parser.add_argument("--export", metavar="FORMATS", help="also write exports of each case beside its mask: "
+                                                            "comma-separated dicom, html, png, gif (see brats export)")
+    _add_export_options(parser)
     parser.set_defaults(run=_run_predict)
 
 
@@ -218,6 +222,7 @@ def _run_predict(args: argparse.Namespace) -> None:
     sequences = {"T1": args.t1, "T1Gd": args.t1c, "T2": args.t2, "FLAIR": args.flair}
     cases = shard(collect_cases(args.input, sequences, args.case_id, args.output), args.num_parts, args.part_id)
     check_inputs(cases, args.output)  # input mistakes before the model is loaded (cheap: headers only)
+    exports = _export_request(args.export, args) if args.export else None
     settings = dict(FAST_SETTINGS) if args.fast else {}
     if args.no_mirroring:
         settings["mirroring"] = False
@@ -228,10 +233,160 @@ def _run_predict(args: argparse.Namespace) -> None:
     print(f"{len(cases)} case(s), model {segmenter.model.folder.name} folds {' '.join(segmenter.model.folds)}, "
           f"{segmenter.device}, output labels BraTS {segmenter.release.key}", flush=True)
     run = predict_cases(cases, args.output, segmenter, probabilities=args.probabilities,
-                        skip_existing=args.skip_existing, progress=sys.stderr.isatty())
+                        skip_existing=args.skip_existing, progress=sys.stderr.isatty(), exports=exports)
     skipped = f", {len(run.skipped)} skipped (outputs existed)" if run.skipped else ""
     print(f"segmented {len(run.written)} case(s){skipped} into {args.output}"
           + (f"; volumes in {run.volumes_csv}" if run.volumes_csv else ""))
+
+
+def _add_export_options(parser: argparse.ArgumentParser) -> None:
+    """The DICOM options shared by ``brats export`` and ``brats predict --export``."""
+    group = parser.add_argument_group("DICOM export (without these: de-identified placeholders)")
+    group.add_argument("--patient-id", help="Patient ID written into the DICOM files")
+    group.add_argument("--patient-name", help="Patient's Name, e.g. 'Doe^Jane'")
+    group.add_argument("--study-description", help="Study Description")
+    group.add_argument("--accession", metavar="NUMBER", default="", help="Accession Number")
+    group.add_argument("--secondary-capture", action="store_true",
+                       help="also an RGB series with the overlay burned in ('NOT FOR DIAGNOSIS'), for viewers "
+                            "without DICOM SEG support")
+
+
+def _export_request(formats: str, args: argparse.Namespace):
+    from brats_plugin.inference.export.dicom import DicomPatient
+    from brats_plugin.inference.export.formats import ExportRequest, parse_formats
+    patient = DicomPatient(args.patient_id, args.patient_name, args.study_description, args.accession)
+    return ExportRequest(parse_formats(formats), patient, args.secondary_capture)
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "export", help="DICOM (MR series + SEG), HTML viewer, PNG montage, GIF of a case and its mask",
+        description="Write exports of a case folder (four sequences) and a label mask on its grid into OUT: "
+                    "<case>_dicom/ (four MR series and a DICOM SEG; send them with 'brats send'), "
+                    "<case>_viewer.html (self-contained slice viewer), <case>_montage.png, <case>.gif.",
+        epilog="example:\n  brats export BraTS2021_00000/ predictions/BraTS2021_00000.nii.gz -o exports/\n"
+               "  brats export case/ mask.nii.gz -o out/ --format dicom --patient-id 12345 --patient-name 'Doe^Jane'",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("case", metavar="CASE", help="case folder with the four sequences")
+    parser.add_argument("mask", metavar="MASK", help="label mask (NIfTI) on the T1 image's grid")
+    parser.add_argument("-o", "--output", metavar="OUT", required=True, help="output folder")
+    parser.add_argument("--format", default="dicom,html,png,gif",
+                        help="comma-separated: dicom, html, png, gif (default all four)")
+    parser.add_argument("--labels", metavar="RELEASE", help="BraTS release of the mask's labels (default: told "
+                                                              "from the case id and labels, else 2021)")
+    _add_export_options(parser)
+    parser.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from brats_plugin.cases import find_case
+    from brats_plugin.inference.export.case import load_export_case
+    from brats_plugin.nifti import check_writable, make_folder
+    request = _export_request(args.format, args)
+    case = load_export_case(find_case(args.case), args.mask, args.labels)
+    output = make_folder(args.output, "cannot write the exports here")
+    check_writable(output, "cannot write the exports here")
+    for name, path in request.write(case, output).items():
+        print(f"{name}: {path}")
+
+
+def _add_app(commands: argparse._SubParsersAction) -> None:
+    from brats_plugin.devices import DEVICE_CHOICES
+    parser = commands.add_parser(
+        "app", help="the web app: upload a case, segment it, browse every slice with its tumour",
+        description="Serve the web application: a preview case in the slice viewer, an upload form (the four "
+                    "sequences as NIfTI files, or one zip), a job queue with the model loaded once, and downloads "
+                    "(mask, DICOM zip, HTML viewer, PNG montage). A JSON API behind the page serves scripts too.",
+        epilog="example:\n  brats app -m results/Dataset501_BraTS2021/nnUNetTrainerGDL__nnUNetPlans__3d_fullres\n"
+               "  brats app -m model.zip --host 0.0.0.0 --port 8080 --token \"$(openssl rand -hex 16)\"",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-m", "--model", metavar="MODEL", required=True,
+                        help="nnU-Net results folder or nnUNetv2_export_model_to_zip zip")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
+                                                            "needs --token)")
+    parser.add_argument("--port", type=int, default=8000, help="default 8000")
+    parser.add_argument("--workers", type=int, default=1, help="jobs segmented at once (default 1)")
+    parser.add_argument("--max-upload-mb", type=float, default=200, help="largest upload (default 200 MB)")
+    parser.add_argument("--token", help="secret every request must carry (browsers: open /?token=TOKEN once)")
+    parser.add_argument("--preview", metavar="CASE_DIR", help="case folder shown on the home page (default: a "
+                                                             "synthetic case)")
+    parser.add_argument("--data", metavar="DIR", help="where jobs live (default ~/.cache/brats_plugin/app)")
+    parser.add_argument("--retention-hours", type=float, default=24.0,
+                        help="uploads and results are deleted this long after a job ends (default 24)")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="default auto: cuda, mps, cpu")
+    parser.set_defaults(run=_run_app)
+
+
+def _run_app(args: argparse.Namespace) -> None:
+    from brats_plugin.app.service import run_app
+    run_app(args.model, host=args.host, port=args.port, workers=args.workers, max_upload_mb=args.max_upload_mb,
+            token=args.token, preview=args.preview, data_folder=args.data, retention_hours=args.retention_hours,
+            device=args.device, say=lambda line: print(line, flush=True))
+
+
+def _add_send(commands: argparse._SubParsersAction) -> None:
+    from brats_plugin.inference.settings import DEFAULT_CALLING_AET, DEFAULT_TIMEOUT
+    parser = commands.add_parser(
+        "send", help="send DICOM files (e.g. a 'brats export' DICOM folder) to a PACS over C-STORE",
+        description="Send every DICOM file below DIR (MR series, SEG, secondary capture) to a PACS over DICOM "
+                    "C-STORE, then print what it accepted and refused. Local files are never changed or deleted.",
+        epilog="example:\n  brats send exports/BraTS2021_00000_dicom --host pacs.example.org --port 104 "
+               "--called-aet PACS\n\nexit status: 0 every file accepted; 1 a network or PACS failure (cannot "
+               "connect, association\nrejected, files refused); 2 a mistake in the input (e.g. no DICOM files in DIR)",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", metavar="DIR", help="folder searched (at any depth) for DICOM files")
+    parser.add_argument("--host", required=True, help="PACS host name or address")
+    parser.add_argument("--port", type=int, required=True, help="PACS DICOM port (often 104 or 4242)")
+    parser.add_argument("--called-aet", required=True, metavar="AET", help="the PACS's AE title")
+    parser.add_argument("--calling-aet", default=DEFAULT_CALLING_AET, metavar="AET",
+                        help=f"our AE title, as the PACS knows it (default {DEFAULT_CALLING_AET})")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help=f"seconds to wait for the network and each answer (default {DEFAULT_TIMEOUT:g})")
+    parser.set_defaults(run=_run_send)
+
+
+def _run_send(args: argparse.Namespace) -> None:
+    from brats_plugin.inference.export.pacs import send_folder
+    report = send_folder(args.folder, args.host, args.port, args.called_aet, args.calling_aet,
+                         timeout=args.timeout, progress=sys.stderr.isatty())
+    print(report.summary())
+    report.raise_for_refusals()
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "evaluate", help="BraTS metrics of predicted masks against references: Dice, HD95, lesion-wise scores",
+        description="Pair predicted masks with reference masks by case id and measure, per case and region "
+                    "(WT, TC, ET) and label: Dice, HD95 (mm, from the header spacing), sensitivity, specificity "
+                    "and volumes, plus the generalised Dice score over the labels. Writes REPORT/cases.csv and "
+                    "REPORT/summary.json and prints a table. Cases found on one side only are listed.",
+        epilog="example:\n  brats evaluate predictions/ BraTS2021_Training/ -o report/\n"
+               "  brats evaluate predictions/ labels/ --labels 2023-MET --lesionwise -o report/\n"
+               "  brats evaluate BraTS-GLI-00000-000.nii.gz BraTS-GLI-00000-000-seg.nii.gz -o report/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("prediction", metavar="PRED", help="a predicted mask, or a folder of them (e.g. the "
+                                                           "output of brats predict)")
+    parser.add_argument("reference", metavar="REF", help="a reference mask, a folder of them, or a BraTS release "
+                                                         "folder (the segmentation of each case folder)")
+    parser.add_argument("--labels", metavar="RELEASE", help="BraTS release of the masks' labels and regions, e.g. "
+                                                              "2021, 2023-MET (default: from case ids and labels)")
+    parser.add_argument("--lesionwise", action="store_true",
+                        help="add the BraTS 2023 lesion-wise Dice and HD95 (2023/2024 releases)")
+    parser.add_argument("-o", "--output", metavar="REPORT", required=True, help="folder for cases.csv and "
+                                                                                  "summary.json")
+    parser.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from brats_plugin.evaluation import evaluate_folders, format_table
+
+    def progress(case_id: str) -> None:
+        print(f"evaluating {case_id}", file=sys.stderr, flush=True)
+
+    result = evaluate_folders(args.prediction, args.reference, args.output, release=args.labels,
+                              lesionwise=args.lesionwise, progress=progress if sys.stderr.isatty() else None)
+    print(format_table(result))
+    print(f"wrote {', '.join(str(path) for path in result.report.values())}")
 
 
 # ---- entry point ------------------------------------------------------------------------------------
@@ -249,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_env(commands)
     _add_train(commands)
     _add_predict(commands)
+    _add_export(commands)
+    _add_app(commands)
+    _add_send(commands)
+    _add_evaluate(commands)
     return parser
 
 

@@ -15,19 +15,27 @@ def test_demo_runs_end_to_end(tmp_path):
                                         "--trainer", "nnUNetTrainerGDL_demo_2epochs", "--also", str(SHARED_CASE)],
                                capture_output=True, text=True, timeout=1200)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
-    for step in ("[1/5] synthesising", "[2/5] converting", "[3/5] nnUNetv2_plan_and_preprocess",
-                 "[4/5] nnUNetv2_train", "Epoch 1", "Generalised Dice score", "[5/5] brats predict --fast: 3 case(s)",
-                 "TCGA-DU-7294: ", "Dice on the held-out", "Made:"):
+    for step in ("[1/6] synthesising", "[2/6] converting", "[3/6] nnUNetv2_plan_and_preprocess",
+                 "[4/6] nnUNetv2_train", "Epoch 1", "Generalised Dice score",
+                 "[5/6] brats predict --fast --export html,png: 3 held-out case(s)", "1 real case(s)",
+                 "TCGA-DU-7294: ", "[6/6] brats evaluate", "Mean Dice on 3 held-out synthetic cases: WT ",
+                 "Open a viewer in any browser", "Made:"):
         assert step in completed.stdout
     raw = output / "nnUNet_raw" / "Dataset990_BraTSDemo"
     assert json.loads((raw / "dataset.json").read_text())["numTraining"] == 5
-    assert len(list((raw / "imagesTs").iterdir())) == 8
     plans = json.loads((output / "nnUNet_preprocessed" / "Dataset990_BraTSDemo" / "nnUNetPlans.json").read_text())
     assert "3d_fullres" in plans["configurations"]
     model = output / "nnUNet_results" / "Dataset990_BraTSDemo" / "nnUNetTrainerGDL_demo_2epochs__nnUNetPlans__3d_fullres"
     assert (model / "fold_0" / "checkpoint_final.pth").is_file()
-    assert "whole tumor" in completed.stdout.split("Dice on the held-out")[1].splitlines()[0]
+    held_out = ["BraTS2021_00006", "BraTS2021_00007", "BraTS2021_00008"]
     predictions = output / "predictions"
-    assert sorted(p.name for p in predictions.glob("*.nii.gz")) == [
-        "BraTS2021_00006.nii.gz", "BraTS2021_00007.nii.gz", "TCGA-DU-7294.nii.gz"]
+    assert sorted(p.name for p in predictions.glob("*.nii.gz")) == [f"{c}.nii.gz" for c in held_out]
     assert len((predictions / "volumes.csv").read_text().splitlines()) == 4
+    for case_id in held_out:
+        assert (predictions / f"{case_id}_viewer.html").is_file() and (predictions / f"{case_id}_montage.png").is_file()
+    assert (output / "real" / "TCGA-DU-7294.nii.gz").is_file() and (output / "real" / "TCGA-DU-7294_viewer.html").is_file()
+    rows = (output / "evaluation" / "cases.csv").read_text().splitlines()
+    assert rows[0].startswith("case,region,dice,hd95") and {r.split(",")[0] for r in rows[1:]} == set(held_out)
+    summary = json.loads((output / "evaluation" / "summary.json").read_text())
+    assert summary["cases"] == 3 and summary["unpaired"] == {"prediction_only": [], "reference_only": []}
+    assert 0 <= summary["statistics"]["WT"]["dice"]["mean"] <= 1
