@@ -45,6 +45,8 @@ benchmarks: install
 	$(BIN)/python benchmarks/convert.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/predict.py
+	$(BIN)/python benchmarks/evaluate.py
+	$(BIN)/python benchmarks/export.py
 
 clean:
 	rm -rf $(VENV) demo_output benchmarks/output .pytest_cache *.egg-info

@@ -17,6 +17,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Collection, Iterable
 
 import nibabel as nib
 import numpy as np
@@ -225,12 +226,13 @@ def case_from_files(sequences: dict[str, str | os.PathLike], case_id: str | None
     return Case(case_id or case_id_from_file_name(paths["T1"].name), paths["T1"].parent, paths)
 
 
-def case_id_from_file_name(name: str) -> str:
-    """The case id in a sequence file's name: the name up to its sequence token, else the whole stem."""
+def case_id_from_file_name(name: str, kinds: Collection[str] = SEQUENCES) -> str:
+    """The case id in a file's name: the name up to its first token of ``kinds`` (default: a
+    sequence; ``(SEGMENTATION,)`` for masks), else the whole name without its NIfTI ending."""
     stem = nifti.strip_nifti_ending(name)
     for separator in _SPLIT.finditer(stem):
         token = _SPLIT.split(stem[separator.end():], maxsplit=1)[0].lower()
-        if _kind_of_token(token) in SEQUENCES:
+        if _kind_of_token(token) in kinds:
             return stem[:separator.start()]
     return stem
 
@@ -299,6 +301,22 @@ def read_label_values(path: str | os.PathLike) -> np.ndarray:
     if low < 0:
         raise BratsInputError(f"{path}: segmentation holds negative labels (e.g. {low:g})")
     return voxels.astype(np.uint8 if high <= 255 else np.int64, copy=False)
+
+
+def read_mask(path: str | os.PathLike, reference: nib.Nifti1Image) -> np.ndarray:
+    """The voxels of a label mask (:func:`read_label_values`) checked to lie on ``reference``'s grid."""
+    image = nifti.load(path)
+    check_image(image, read_float_voxels=False)  # label voxels are checked by read_label_values
+    check_same_grid(image, reference)
+    return read_label_values(path)
+
+
+def check_release_labels(found: Iterable[int], release: Release, path: str | os.PathLike) -> None:
+    """Raise unless every label value ``found`` in the file at ``path`` is one of the release's."""
+    unknown = sorted(set(found) - set(release.label_values))
+    if unknown:
+        raise BratsInputError(f"{path}: labels {unknown} are not BraTS {release.key} labels "
+                              f"{list(release.label_values)}")
 
 
 def labels_present(labels: np.ndarray) -> list[int]:

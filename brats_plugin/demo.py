@@ -116,8 +116,6 @@ def run_demo(output: str | Path = "demo_output", *, training_cases: int = 6, tes
     dice = evaluation.mean_dice()
     say(f"done in {time.perf_counter() - started:.0f} s. Mean Dice on {len(held_out)} held-out synthetic cases: "
         + ", ".join(f"{region} {value:.3f}" for region, value in dice.items()))
-    viewers = [export_path(predictions, case.case_id, "html") for case in held_out]
-    viewers += [export_path(real, case.case_id, "html") for case in extra]
     say("Made:")
     say(f"  synthetic BraTS cases     {source.parent}")
     say(f"  nnU-Net raw dataset       {result.dataset_folder}")
@@ -126,7 +124,8 @@ def run_demo(output: str | Path = "demo_output", *, training_cases: int = 6, tes
     say(f"  masks, volumes, viewers   {predictions}" + (f" and {real}" if extra else ""))
     say(f"  evaluation                {report / 'cases.csv'}, {report / 'summary.json'}")
     say(f"  logs                      {logs}")
-    say(f"Open a viewer in any browser (no network needed): {viewers[-1].as_uri()}")
+    viewer = export_path(predictions, held_out[0].case_id, "html")
+    say(f"Open a viewer in any browser (no network needed): {viewer.as_uri()}")
     say("To use these folders with nnU-Net yourself:")
     for name, path in folders.items():
         say(f"  export {name}={path}")

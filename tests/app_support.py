@@ -14,6 +14,8 @@ from brats_plugin import find_case
 from brats_plugin.releases import SEQUENCES
 
 JOB_TIMEOUT = 300
+#: The address the in-process test client calls (a server without a token answers loopback names only).
+LOCAL = "http://127.0.0.1"
 
 
 def upload_files(case_folder: Path, names: dict[str, str] | None = None) -> list[tuple]:

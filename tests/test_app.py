@@ -20,7 +20,7 @@ from brats_plugin.app.service import build_app, check_host
 from brats_plugin.errors import BratsInputError
 from brats_plugin.inference import Segmenter
 from brats_plugin.releases import SEQUENCES
-from app_support import upload_files, wait_done
+from app_support import LOCAL, upload_files, wait_done
 from conftest import SMALL_SHAPE
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def app_client(segmenter, tmp_path):
 
     def make(data: Path | None = None, **options):
         folder = data or tmp_path / "data"
-        client = TestClient(build_app(segmenter, folder, **options))
+        client = TestClient(base_url=LOCAL, app=build_app(segmenter, folder, **options))
         client.__enter__()
         clients.append(client)
         return client, folder
@@ -108,7 +108,7 @@ def test_zip_upload_and_sequence_choices(app_client, case_folders, tmp_path):
     assert chosen.status_code == 202, chosen.text
     assert wait_done(client, chosen.json()["id"])["case_id"] == "my_case"
     recognised = client.post("/api/recognise", json={"names": ["a_t1c.nii.gz", "x_flair.nii", "what.nii.gz"]})
-    assert recognised.json() == {"sequences": ["T1Gd", "FLAIR", None]}
+    assert recognised.json() == {"sequences": ["T1Gd", "FLAIR", None], "choices": list(SEQUENCES)}
 
 
 def test_bad_uploads_are_refused_with_their_reason(app_client, case_folders, tmp_path):
@@ -133,7 +133,7 @@ def test_bad_uploads_are_refused_with_their_reason(app_client, case_folders, tmp
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("case/case_t1.nii", bytes(10 * 2**20))
     assert "unpacks to" in refused([("files", ("bomb.zip", bomb.getvalue(), "application/zip"))])
-    assert "damaged zip" in refused([("files", ("x.zip", b"PK\x03\x04 broken", "application/zip"))])
+    assert "x.zip: damaged or unsupported zip" in refused([("files", ("x.zip", b"PK\x03\x04 broken", "application/zip"))])
 
     # path-traversal names are only names: the bytes land under our own names inside the job
     traversal = {"T1": "../../../t1.nii.gz", "T1Gd": "..\\..\\evil_t1c.nii.gz", "T2": "/etc/t2.nii.gz",
@@ -147,14 +147,46 @@ def test_bad_uploads_are_refused_with_their_reason(app_client, case_folders, tmp
     assert len([p for p in data.iterdir() if not p.name.startswith(".")]) == 2
 
 
+def test_bombs_damaged_zips_and_odd_requests_are_refused_cleanly(app_client, case_folders, tmp_path):
+    client, data = app_client(max_upload_mb=1.5)
+    good = upload_files(case_folders[0])
+    bomb = tmp_path / "bomb_t1.nii.gz"  # a real NIfTI of zeros: 30 kB that unpacks to 32 MB
+    nib.save(nib.Nifti1Image(np.zeros((200, 200, 200), np.float32), np.eye(4)), bomb)
+    answer = client.post("/api/jobs", files=[("files", (bomb.name, bomb.read_bytes(), "x"))] + good[1:])
+    assert answer.status_code == 400 and "bomb_t1.nii.gz: unpacks beyond" in answer.json()["error"]
+
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as archive:
+        for _, (name, content, _) in good:
+            archive.writestr(f"case/{name}", content)
+    damaged = bytearray(packed.getvalue())
+    damaged[200:260] = bytes(60)  # inside the first member's compressed data
+    answer = client.post("/api/jobs", files=[("files", ("case.zip", bytes(damaged), "application/zip"))])
+    assert answer.status_code == 400 and "case.zip: damaged or unsupported zip" in answer.json()["error"]
+
+    chunks = (b"-" * 2**20 for _ in range(3))  # no Content-Length: counted as it arrives
+    streamed = client.post("/api/jobs", content=chunks, headers={"content-type": "multipart/form-data; boundary=x"})
+    assert streamed.status_code == 413
+    for body in (b"not json", b"[1, 2]", b'{"names": 3}'):
+        assert client.post("/api/recognise", content=body).status_code == 400
+    assert client.get("/", headers={"host": "attacker.example"}).status_code == 400  # DNS rebinding
+    assert [p.name for p in data.iterdir() if not p.name.startswith(".")] == [client.get("/api/preview").json()["id"]]
+
+
 def test_unknown_and_malformed_job_ids(app_client):
-    client, _ = app_client()
+    client, data = app_client()
     for job_id in ("nosuchjobnosuchjobnosu", "..%2F..%2Fetc", "a" * 200):
         assert client.get(f"/api/jobs/{job_id}").status_code == 404
         assert client.get(f"/api/jobs/{job_id}/files/mask.nii.gz").status_code == 404
     preview = client.get("/api/preview").json()["id"]
-    assert client.get(f"/api/jobs/{preview}/files/status.json").status_code == 404
-    assert client.get(f"/api/jobs/{preview}/files/..%2Fstatus.json").status_code == 404
+    assert wait_done(client, preview)["state"] == "done"
+    for name in ("status.json", "case.nii.gz", "..%2Fstatus.json"):  # only the published names are served
+        assert client.get(f"/api/jobs/{preview}/files/{name}").status_code == 404
+    assert client.get(f"/api/jobs/{preview}/files/mask.nii.gz").status_code == 200
+    store = JobStore(data, 3600)
+    for job_id in ("../" + preview, preview + "/..", "", "A" * 22):
+        with pytest.raises(KeyError):
+            store.folder(job_id)
 
 
 def test_token_is_required_when_set(app_client, case_folders):
@@ -164,6 +196,7 @@ def test_token_is_required_when_set(app_client, case_folders):
     assert client.post("/api/jobs", files=upload_files(case_folders[0])).status_code == 401
     assert client.get("/api/preview", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/api/preview", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert client.get("/?token=s%C3%A9cret").status_code == 401  # non-ASCII: refused, not a crash
     # a browser opens /?token=... once and then carries the cookie
     assert client.get(f"/?token={TOKEN}").status_code == 200
     assert client.get("/api/preview").status_code == 200
@@ -188,7 +221,7 @@ class FailingOnce:
 
 
 def test_a_failing_job_does_not_take_the_server_down(segmenter, case_folders, tmp_path):
-    with TestClient(build_app(FailingOnce(segmenter), tmp_path / "data")) as client:
+    with TestClient(base_url=LOCAL, app=build_app(FailingOnce(segmenter), tmp_path / "data")) as client:
         preview = client.get("/api/preview").json()["id"]
         failed = wait_done(client, preview)
         assert failed["state"] == "failed" and "out of memory (simulated)" in failed["error"]
@@ -198,7 +231,7 @@ def test_a_failing_job_does_not_take_the_server_down(segmenter, case_folders, tm
 
 def test_restart_keeps_results_and_takes_up_queued_jobs(segmenter, case_folders, tmp_path):
     data = tmp_path / "data"
-    with TestClient(build_app(segmenter, data)) as client:
+    with TestClient(base_url=LOCAL, app=build_app(segmenter, data)) as client:
         done = client.post("/api/jobs", files=upload_files(case_folders[0])).json()["id"]
         assert wait_done(client, done)["state"] == "done"
         preview = client.get("/api/preview").json()["id"]
@@ -208,7 +241,7 @@ def test_restart_keeps_results_and_takes_up_queued_jobs(segmenter, case_folders,
     left = store.create(case_id=waiting["case_id"], inputs=waiting["inputs"])
     for name in waiting["inputs"].values():
         (data / left / "inputs" / name).write_bytes((data / done / "inputs" / name).read_bytes())
-    with TestClient(build_app(segmenter, data)) as client:
+    with TestClient(base_url=LOCAL, app=build_app(segmenter, data)) as client:
         assert client.get("/api/preview").json()["id"] == preview  # made once, kept
         assert client.get(f"/api/jobs/{done}/files/mask.nii.gz").status_code == 200
         assert wait_done(client, left)["state"] == "done"
@@ -216,7 +249,7 @@ def test_restart_keeps_results_and_takes_up_queued_jobs(segmenter, case_folders,
 
 def test_retention_deletes_old_jobs_but_keeps_the_preview(segmenter, case_folders, tmp_path):
     data = tmp_path / "data"
-    with TestClient(build_app(segmenter, data, retention_hours=1)) as client:
+    with TestClient(base_url=LOCAL, app=build_app(segmenter, data, retention_hours=1)) as client:
         job = client.post("/api/jobs", files=upload_files(case_folders[0])).json()["id"]
         assert wait_done(client, job)["state"] == "done"
         preview = client.get("/api/preview").json()["id"]
@@ -225,4 +258,4 @@ def test_retention_deletes_old_jobs_but_keeps_the_preview(segmenter, case_folder
         assert store.expire(time.time() + 3 * 3600) == [job]
         assert not (data / job).exists()
         assert client.get(f"/api/jobs/{job}").status_code == 404
-        assert client.get(f"/api/jobs/{preview}").json()["state"] in ("queued", "running", "done")
+        assert client.get(f"/api/jobs/{preview}").json()["id"] == preview  # kept

@@ -3,8 +3,9 @@
 Every job is a folder ``ROOT/<job id>/`` holding ``inputs/`` (the uploaded case), ``results/`` and
 ``status.json`` (written atomically). State lives on disk, not only in memory, so a restarted server
 still serves every finished result until its retention time ends, and takes up again the jobs that
-were queued or running when it stopped. Job ids are random and checked against a strict pattern
-before they come near a path.
+were queued or running when it stopped (an upload still being received then is discarded). Job ids
+are random and checked against a strict pattern before they come near a path. Status changes and
+deletions go through one lock, so a job is never rewritten while it is being deleted.
 """
 from __future__ import annotations
 
@@ -16,14 +17,14 @@ import shutil
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from brats_plugin import nifti
 from brats_plugin.errors import BratsInputError
 
-QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+RECEIVING, QUEUED, RUNNING, DONE, FAILED = "receiving", "queued", "running", "done", "failed"
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{22}")
 
 #: ``report(stage, fraction)``: what a job's processing tells about its progress.
@@ -42,12 +43,13 @@ class JobStore:
 
     root: Path
     retention_seconds: float
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
-    def create(self, **facts) -> str:
-        """A new queued job with an empty ``inputs/`` folder; returns its id."""
+    def create(self, state: str = QUEUED, **facts) -> str:
+        """A new job with an empty ``inputs/`` folder (``RECEIVING`` while an upload arrives); its id."""
         job_id = secrets.token_urlsafe(16)  # 22 characters of [A-Za-z0-9_-]
         (self.root / job_id / "inputs").mkdir(parents=True)
-        self._write(job_id, {"id": job_id, "state": QUEUED, "stage": "queued", "progress": 0.0,
+        self._write(job_id, {"id": job_id, "state": state, "stage": state, "progress": 0.0,
                              "created": time.time(), **facts})
         return job_id
 
@@ -62,38 +64,54 @@ class JobStore:
         return json.loads((self.folder(job_id) / "status.json").read_text())
 
     def update(self, job_id: str, **changes) -> dict:
-        """Change some status fields atomically; return the new status."""
-        status = {**self.status(job_id), **changes}
-        self._write(job_id, status)
+        """Change some status fields atomically; return the new status (KeyError if the job is gone)."""
+        with self._lock:
+            status = {**self.status(job_id), **changes}
+            self._write(job_id, status)
         return status
 
     def discard(self, job_id: str) -> None:
         """Delete a job and everything it holds."""
-        shutil.rmtree(self.folder(job_id), ignore_errors=True)
+        with self._lock:
+            shutil.rmtree(self.folder(job_id), ignore_errors=True)
 
     def kept(self) -> list[str]:
         """Jobs exempt from expiry (the preview)."""
-        return [j for j in self._ids() if self.status(j).get("keep")]
+        return [s["id"] for s in self._statuses() if s.get("keep")]
 
     def unfinished(self) -> list[str]:
         """Jobs queued or running (e.g. when the server stopped), oldest first."""
-        jobs = [self.status(j) for j in self._ids()]
-        return [s["id"] for s in sorted(jobs, key=lambda s: s["created"]) if s["state"] in (QUEUED, RUNNING)]
+        statuses = sorted(self._statuses(), key=lambda s: s["created"])
+        return [s["id"] for s in statuses if s["state"] in (QUEUED, RUNNING)]
+
+    def abandoned_uploads(self) -> list[str]:
+        """Jobs whose upload never finished arriving (the server stopped while receiving it)."""
+        return [s["id"] for s in self._statuses() if s["state"] == RECEIVING]
 
     def expire(self, now: float | None = None) -> list[str]:
-        """Delete jobs past the retention time (counted from when they finished, else were created).
+        """Delete finished jobs past the retention time (counted from when they finished); their ids.
 
-        Running jobs and kept ones (the preview) stay.
+        Queued and running jobs stay (their results are not made yet), and kept ones (the preview).
         """
         now = time.time() if now is None else now
         expired = []
-        for job_id in self._ids():
-            status = self.status(job_id)
-            age = now - status.get("finished", status["created"])
-            if not status.get("keep") and status["state"] != RUNNING and age > self.retention_seconds:
-                self.discard(job_id)
-                expired.append(job_id)
+        with self._lock:
+            for status in self._statuses():
+                finished = status.get("finished")
+                if finished and not status.get("keep") and now - finished > self.retention_seconds:
+                    self.discard(status["id"])
+                    expired.append(status["id"])
         return expired
+
+    def _statuses(self) -> list[dict]:
+        """The status of every job, passing over any deleted or damaged meanwhile."""
+        statuses = []
+        for job_id in self._ids():
+            try:
+                statuses.append(self.status(job_id))
+            except (KeyError, OSError, ValueError):
+                continue
+        return statuses
 
     def _ids(self) -> list[str]:
         if not self.root.is_dir():
@@ -120,6 +138,9 @@ class JobRunner:
 
     def start(self) -> None:
         """Start the workers and queue again the jobs a previous server left unfinished."""
+        for job_id in self.store.abandoned_uploads():
+            self.store.discard(job_id)
+        self.store.expire()
         for job_id in self.store.unfinished():
             self.store.update(job_id, state=QUEUED, stage="queued", progress=0.0)
             self.submit(job_id)
@@ -144,9 +165,11 @@ class JobRunner:
         return self._queue.qsize()
 
     def _expire(self) -> None:
-        while not self._stopping.is_set():
-            self.store.expire()
-            self._stopping.wait(self._expire_every)
+        while not self._stopping.wait(self._expire_every):
+            try:
+                self.store.expire()
+            except Exception:  # noqa: BLE001 - a failed pass (e.g. a disk error) must not end expiry for good
+                traceback.print_exc()
 
     def _work(self) -> None:
         while not self._stopping.is_set():

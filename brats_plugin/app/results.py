@@ -3,36 +3,46 @@
 :class:`CaseProcessor` is the job runner's ``process``: one model, loaded once and shared by the
 workers (one network pass at a time), then the exports of ``brats export``, written into the job's
 ``results/`` folder under fixed names (:data:`RESULT_FILES`).
+
+``--workers`` jobs run at once, but their network passes take turns (one model in memory); reading,
+exports and zipping overlap.
 """
 from __future__ import annotations
 
 import shutil
 import threading
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from brats_plugin import nifti
 from brats_plugin.app.jobs import Report
 from brats_plugin.cases import case_from_files
-from brats_plugin.inference.export.viewer import PAYLOAD_MEDIA_TYPE
+from brats_plugin.inference.export.case import load_export_case
+from brats_plugin.inference.export.formats import export_path, write_exports
+from brats_plugin.inference.export.images import display_volume
+from brats_plugin.inference.export.viewer import PAYLOAD_MEDIA_TYPE, viewer_payload
 
 if TYPE_CHECKING:
     from brats_plugin.inference.segmenter import Segmenter
 
-#: Result file name -> media type. Names are fixed: nothing a user sends becomes a path.
-RESULT_FILES: dict[str, str] = {
-    "mask.nii.gz": "application/gzip",
-    "viewer.html": "text/html",
-    "viewer-data": PAYLOAD_MEDIA_TYPE,  # gzip inside, unpacked by the page: no Content-Encoding
-    "montage.png": "image/png",
-    "dicom.zip": "application/zip",
+#: The stem of every result file in a job's ``results/`` folder: nothing a user sends becomes a path.
+RESULT_STEM = "case"
+#: Download name -> (media type, file name in ``results/``).
+RESULT_FILES: dict[str, tuple[str, str]] = {
+    "mask.nii.gz": ("application/gzip", f"{RESULT_STEM}.nii.gz"),
+    "viewer.html": ("text/html", export_path("", RESULT_STEM, "html").name),
+    "viewer-data": (PAYLOAD_MEDIA_TYPE, f"{RESULT_STEM}_viewer.data"),  # gzip inside: no Content-Encoding
+    "montage.png": ("image/png", export_path("", RESULT_STEM, "png").name),
+    "dicom.zip": ("application/zip", f"{export_path('', RESULT_STEM, 'dicom').name}.zip"),
 }
+#: The exports a job makes (besides the viewer data), with :func:`write_exports`.
+JOB_EXPORTS = ("html", "png", "dicom")
 
 
 def download_name(case_id: str, name: str) -> str:
-    """The file name a download gets: the case id, then what it is."""
-    return {"mask.nii.gz": f"{case_id}.nii.gz", "viewer-data": f"{case_id}_viewer.data"}.get(
-        name, f"{case_id}_{name}")
+    """The file name a download gets: the result's file name with the case id for its stem."""
+    return case_id + RESULT_FILES[name][1][len(RESULT_STEM):]
 
 
 class CaseProcessor:
@@ -43,31 +53,30 @@ class CaseProcessor:
         self._lock = threading.Lock()
 
     def __call__(self, job: Path, status: dict, report: Report) -> dict:
-        from brats_plugin.inference.export.case import load_export_case
-        from brats_plugin.inference.export.dicom import write_dicom
-        from brats_plugin.inference.export.images import display_volume, write_montage
-        from brats_plugin.inference.export.viewer import viewer_payload, write_viewer
-
-        inputs = job / "inputs"
+        inputs, results = job / "inputs", job / "results"
         case = case_from_files({sequence: inputs / name for sequence, name in status["inputs"].items()},
                                status["case_id"])
         report("segmenting", 0.1)
         with self._lock:  # one network pass at a time: the model's buffers are not shared safely
             segmentation = self.segmenter.predict_case(case)
-        results = job / "results"
         results.mkdir(exist_ok=True)
-        nifti.save(segmentation.to_image(), results / "mask.nii.gz")
+        mask = results / RESULT_FILES["mask.nii.gz"][1]
+        nifti.save(segmentation.to_image(), mask)
         report("exporting", 0.7)
-        export = load_export_case(case, results / "mask.nii.gz", segmentation.release)
-        display = display_volume(export)  # prepared once for the viewer data, the page and the montage
-        nifti.write_bytes_atomic(viewer_payload(display), results / "viewer-data")
-        write_viewer(display, results / "viewer.html")
-        write_montage(display, results / "montage.png")
-        report("exporting DICOM", 0.85)
-        dicom = job / "dicom"
-        write_dicom(export, dicom, overwrite=True)
-        with nifti.atomic_path(results / "dicom.zip") as temporary:
-            shutil.make_archive(str(temporary), "zip", dicom)
-            Path(f"{temporary}.zip").rename(temporary)
-        shutil.rmtree(dicom)
+        export = load_export_case(case, mask, segmentation.release)
+        display = display_volume(export)  # once, for the viewer data and the exports' pictures
+        nifti.write_bytes_atomic(viewer_payload(display), results / RESULT_FILES["viewer-data"][1])
+        written = write_exports(export, results, JOB_EXPORTS, display=display, stem=RESULT_STEM)
+        try:
+            zip_folder(written["dicom"], results / RESULT_FILES["dicom.zip"][1])
+        finally:
+            shutil.rmtree(written["dicom"], ignore_errors=True)
         return {"volumes": segmentation.volumes.to_json(), "release": segmentation.release.key}
+
+
+def zip_folder(folder: Path, archive: Path) -> None:
+    """Write every file below ``folder`` into a zip (paths relative to it), atomically."""
+    with nifti.atomic_path(archive) as temporary, zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as packed:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                packed.write(path, path.relative_to(folder).as_posix())

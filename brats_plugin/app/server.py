@@ -11,14 +11,17 @@ Routes (the JSON API is what the page itself uses; scripts can too):
   "volumes"?, "downloads"?}``.
 - ``GET /api/jobs/{id}/files/{name}``: a result (``mask.nii.gz``, ``dicom.zip``, ``viewer.html``,
   ``montage.png``, ``viewer-data``).
-- ``POST /api/recognise``: ``{"names": [...]}`` -> ``{"sequences": [...]}`` (recognition by name).
+- ``POST /api/recognise``: ``{"names": [...]}`` -> ``{"sequences": [...], "choices": [...]}``
+  (recognition by name, and the sequences to choose from).
 - ``GET /jobs/{id}``: the page of one job (progress, then the viewer and downloads).
 
 With a token set, every route asks for it: ``Authorization: Bearer TOKEN``, or the ``brats_token``
-cookie that ``GET /?token=TOKEN`` sets for browsers.
+cookie that ``GET /?token=TOKEN`` sets for browsers. Without one the server listens on loopback only
+and answers only requests addressed to a loopback name (no DNS rebinding from a web page).
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from dataclasses import dataclass
@@ -26,20 +29,26 @@ from importlib import resources
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from brats_plugin.app.jobs import JobRunner, JobStore, QueueFull
+from brats_plugin.app.jobs import QUEUED, RECEIVING, JobRunner, JobStore, QueueFull
 from brats_plugin.app.results import RESULT_FILES, download_name
-from brats_plugin.app.uploads import UploadedFile, store_upload
+from brats_plugin.app.uploads import UploadedFile, base_name, store_upload
 from brats_plugin.cases import identify_file
 from brats_plugin.errors import BratsInputError
+from brats_plugin.releases import SEQUENCES
 from brats_plugin.inference.export.viewer import SERVED_ASSETS, VIEWER_ASSETS
 
 TOKEN_COOKIE = "brats_token"
+#: Host names a server without a token answers to (it listens on loopback only).
+LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
+#: Uploads checked at once; more wait (each holds up to the upload limit in memory).
+UPLOADS_AT_ONCE = 4
 STATIC = resources.files("brats_plugin.app") / "static"
 
 
@@ -54,10 +63,11 @@ class AppSettings:
 
 def create_app(store: JobStore, runner: JobRunner, settings: AppSettings) -> Starlette:
     """The ASGI application over a job store and runner (started and stopped with the app)."""
+    uploads_at_once = asyncio.Semaphore(UPLOADS_AT_ONCE)
 
     async def home(request: Request) -> Response:
         given = request.query_params.get("token")
-        if settings.token and given and secrets.compare_digest(given, settings.token):
+        if settings.token and given and secrets.compare_digest(given.encode(), settings.token.encode()):
             response = RedirectResponse("/", status_code=303)
             response.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="strict")
             return response
@@ -71,28 +81,31 @@ def create_app(store: JobStore, runner: JobRunner, settings: AppSettings) -> Sta
         return _page("job.html")
 
     async def submit(request: Request) -> Response:
-        async with request.form(max_files=8, max_fields=16) as form:
-            uploads = [UploadedFile(str(f.filename or "unnamed"), await f.read()) for f in form.getlist("files")
-                       if hasattr(f, "read")]
-            chosen = [str(s) or None for s in form.getlist("sequence")]
-            case_id = str(form.get("case_id") or "") or None
-        if chosen and len(chosen) != len(uploads):
-            return _error(f"{len(chosen)} sequence choices for {len(uploads)} files")
-        uploads = [UploadedFile(u.name, u.data, s) for u, s in zip(uploads, chosen or [None] * len(uploads))]
-        job_id = store.create()
-        folder = store.folder(job_id) / "inputs"
-        try:
-            case = await run_in_threadpool(store_upload, uploads, folder, case_id=case_id,
-                                           max_unpacked_bytes=4 * settings.max_upload_bytes)
-        except BratsInputError as error:
-            store.discard(job_id)
-            return _error(str(error))
-        store.update(job_id, case_id=case.case_id, inputs={s: p.name for s, p in case.sequences.items()})
-        try:
-            runner.submit(job_id)
-        except QueueFull as error:
-            store.discard(job_id)
-            return JSONResponse({"error": str(error)}, status_code=503)
+        async with uploads_at_once:  # bounds the memory that uploads being checked hold
+            async with request.form(max_files=8, max_fields=16) as form:
+                files = [f for f in form.getlist("files") if hasattr(f, "read")]
+                uploads = [UploadedFile(str(f.filename or "unnamed"), await f.read()) for f in files]
+                chosen = [str(s) or None for s in form.getlist("sequence")]
+                case_id = str(form.get("case_id") or "") or None
+            if chosen and len(chosen) != len(uploads):
+                return _error(f"{len(chosen)} sequence choices for {len(uploads)} files")
+            uploads = [UploadedFile(u.name, u.data, s) for u, s in zip(uploads, chosen or [None] * len(uploads))]
+            job_id = store.create(state=RECEIVING)
+            try:
+                case = await run_in_threadpool(store_upload, uploads, store.folder(job_id) / "inputs",
+                                               case_id=case_id, max_unpacked_bytes=4 * settings.max_upload_bytes)
+                store.update(job_id, state=QUEUED, stage=QUEUED, case_id=case.case_id,
+                             inputs={s: p.name for s, p in case.sequences.items()})
+                runner.submit(job_id)
+            except BratsInputError as error:
+                store.discard(job_id)
+                return _error(str(error))
+            except QueueFull as error:
+                store.discard(job_id)
+                return JSONResponse({"error": str(error)}, status_code=503)
+            except BaseException:
+                store.discard(job_id)
+                raise
         return JSONResponse({"id": job_id, "status_url": f"/api/jobs/{job_id}", "page_url": f"/jobs/{job_id}"},
                             status_code=202)
 
@@ -117,8 +130,8 @@ def create_app(store: JobStore, runner: JobRunner, settings: AppSettings) -> Sta
             return JSONResponse({"error": "no such job (it may have expired)"}, status_code=404)
         if name not in RESULT_FILES or current["state"] != "done":
             return JSONResponse({"error": f"no result {name!r} for this job"}, status_code=404)
-        path = folder / "results" / name
-        return FileResponse(path, media_type=RESULT_FILES[name],
+        media_type, file_name = RESULT_FILES[name]
+        return FileResponse(folder / "results" / file_name, media_type=media_type,
                             filename=download_name(current.get("case_id", "case"), name))
 
     async def viewer_asset(request: Request) -> Response:
@@ -131,8 +144,14 @@ def create_app(store: JobStore, runner: JobRunner, settings: AppSettings) -> Sta
         return JSONResponse({"id": settings.preview_job})
 
     async def recognise(request: Request) -> Response:
-        names = (await request.json()).get("names", [])
-        return JSONResponse({"sequences": [_recognised(str(n)) for n in names]})
+        try:
+            names = (await request.json())["names"]
+            names = [str(n) for n in names] if isinstance(names, list) else None
+        except (ValueError, KeyError, TypeError):
+            names = None
+        if names is None:
+            return _error('expected JSON {"names": [file names]}')
+        return JSONResponse({"sequences": [_recognised(n) for n in names], "choices": list(SEQUENCES)})
 
     routes = [
         Route("/", home),
@@ -157,6 +176,8 @@ def create_app(store: JobStore, runner: JobRunner, settings: AppSettings) -> Sta
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
     if settings.token:
         app.add_middleware(TokenRequired, token=settings.token)
+    else:  # only this machine may call: refuse other Host names (DNS rebinding from a web page)
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_NAMES)
     return app
 
 
@@ -170,7 +191,7 @@ def _error(message: str) -> JSONResponse:
 
 def _recognised(name: str) -> str | None:
     try:
-        return identify_file(name.replace("\\", "/").rsplit("/", 1)[-1])
+        return identify_file(base_name(name))
     except BratsInputError:
         return None
 
@@ -241,4 +262,4 @@ class TokenRequired:
                       request.cookies.get(TOKEN_COOKIE, "")]
         if request.url.path == "/":
             candidates.append(request.query_params.get("token", ""))
-        return any(c and secrets.compare_digest(c, self.token) for c in candidates)
+        return any(c and secrets.compare_digest(c.encode(), self.token.encode()) for c in candidates)

@@ -16,10 +16,11 @@ from brats_plugin.app.server import AppSettings, create_app
 from brats_plugin.app.uploads import UploadedFile, store_upload
 from brats_plugin.cases import Case, find_case
 from brats_plugin.errors import BratsInputError
+from brats_plugin.nifti import check_writable, make_folder
+from brats_plugin.releases import DEFAULT_RELEASE
 
 #: The synthetic preview case: small enough to segment in seconds on a CPU.
 PREVIEW_SHAPE = (96, 96, 72)
-PREVIEW_RELEASE = "2021"
 
 
 def default_data_folder() -> Path:
@@ -39,12 +40,27 @@ def check_host(host: str, token: str | None) -> None:
                               "network could upload and read cases otherwise)")
 
 
+def check_options(*, workers: int, max_upload_mb: float, retention_hours: float,
+                  data_folder: str | os.PathLike, preview: str | os.PathLike | None) -> Path:
+    """Refuse unusable app options in one line each; return the data folder, created and absolute."""
+    for option, value in (("--workers", workers), ("--max-upload-mb", max_upload_mb),
+                          ("--retention-hours", retention_hours)):
+        if value <= 0:
+            raise BratsInputError(f"{option} {value:g}: must be positive")
+    if preview:
+        find_case(preview)
+    folder = make_folder(Path(data_folder).resolve(), "cannot keep the app's jobs here")
+    check_writable(folder, "cannot keep the app's jobs here")
+    return folder
+
+
 def build_app(segmenter, data_folder: str | os.PathLike, *, workers: int = 1, max_upload_mb: float = 200,
               token: str | None = None, preview: str | os.PathLike | None = None,
               retention_hours: float = 24.0, max_queued: int = 100):
     """The ASGI app: jobs below ``data_folder``, segmented by ``segmenter`` (loaded once)."""
-    store = JobStore(Path(data_folder), retention_hours * 3600)
-    store.root.mkdir(parents=True, exist_ok=True)
+    folder = check_options(workers=workers, max_upload_mb=max_upload_mb, retention_hours=retention_hours,
+                           data_folder=data_folder, preview=preview)
+    store = JobStore(folder, retention_hours * 3600)
     max_upload_bytes = int(max_upload_mb * 2**20)
     preview_job = _preview_job(store, preview, max_upload_bytes)
     runner = JobRunner(store, CaseProcessor(segmenter), workers=workers, max_queued=max_queued)
@@ -62,7 +78,7 @@ def _preview_job(store: JobStore, preview: str | os.PathLike | None, max_upload_
         return _queue_kept_case(store, find_case(preview), source, max_upload_bytes)
     from brats_plugin.dataset_conversion import write_synthetic_release
     with tempfile.TemporaryDirectory(dir=store.root, prefix=".preview-") as folder:
-        written = write_synthetic_release(folder, PREVIEW_RELEASE, 1, shape=PREVIEW_SHAPE, seed=3,
+        written = write_synthetic_release(folder, DEFAULT_RELEASE, 1, shape=PREVIEW_SHAPE, seed=3,
                                           with_segmentation=False)
         return _queue_kept_case(store, find_case(written[0]), source, max_upload_bytes)
 
@@ -87,8 +103,9 @@ def run_app(model: str, *, host: str = "127.0.0.1", port: int = 8000, workers: i
     from brats_plugin.inference.segmenter import Segmenter
 
     check_host(host, token)
-    segmenter = Segmenter(model, device=device)
-    folder = Path(data_folder) if data_folder else default_data_folder()
+    folder = check_options(workers=workers, max_upload_mb=max_upload_mb, retention_hours=retention_hours,
+                           data_folder=data_folder or default_data_folder(), preview=preview)
+    segmenter = Segmenter(model, device=device)  # after every cheap check: loading takes a while
     app = build_app(segmenter, folder, workers=workers, max_upload_mb=max_upload_mb, token=token,
                     preview=preview, retention_hours=retention_hours)
     say(f"brats app: model {segmenter.model.folder.name} on {segmenter.device}; jobs in {folder}; "

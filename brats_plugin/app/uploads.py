@@ -10,10 +10,10 @@ the user's file names, never our folders.
 """
 from __future__ import annotations
 
-import gzip
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = b"PK\x03\x04"
 #: NIfTI-1 single files carry ``n+1\0`` at byte 344; NIfTI-2 ``n+2\0`` at byte 4.
 NIFTI_MAGICS = ((344, b"n+1\x00"), (4, b"n+2\x00"))
+_HEAD = 352  # bytes of a NIfTI file that hold both magics
+_CHUNK = 1 << 22  # unpacking step of gzipped uploads
 #: Case ids kept from user names: letters, digits, ``._-``; anything else becomes ``_``.
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -44,8 +46,8 @@ def store_upload(files: list[UploadedFile], folder: str | Path, *, max_unpacked_
     """Store an upload as ``folder/<SEQUENCE>.nii[.gz]``, validate it, return the case.
 
     Raises :class:`BratsInputError` (naming the user's files) for a missing, doubled or unrecognised
-    sequence, content that is not NIfTI, a zip that unpacks beyond ``max_unpacked_bytes``, or any
-    check of prediction (shapes, affines, NaN, truncated data).
+    sequence, content that is not NIfTI, files (zipped or gzipped) that unpack beyond
+    ``max_unpacked_bytes`` in all, or any check of prediction (shapes, affines, NaN, truncated data).
     """
     if len(files) == 1 and files[0].data[:4] == ZIP_MAGIC:
         files = _unzip(files[0], max_unpacked_bytes)
@@ -53,10 +55,13 @@ def store_upload(files: list[UploadedFile], folder: str | Path, *, max_unpacked_
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
+    budget = max_unpacked_bytes
     for sequence, upload in by_sequence.items():
-        paths[sequence] = folder / f"{sequence}{_nifti_ending(upload)}"
+        ending, unpacked = _nifti_ending(upload, budget)
+        budget -= unpacked
+        paths[sequence] = folder / f"{sequence}{ending}"
         nifti.write_bytes_atomic(upload.data, paths[sequence])
-    case = case_from_files(paths, safe_case_id(case_id or case_id_from_file_name(_base_name(by_sequence["T1"].name))))
+    case = case_from_files(paths, safe_case_id(case_id or case_id_from_file_name(base_name(by_sequence["T1"].name))))
     try:
         read_case_voxels(case)
     except BratsInputError as error:
@@ -73,15 +78,15 @@ def safe_case_id(text: str) -> str:
 def _assign_sequences(files: list[UploadedFile]) -> dict[str, UploadedFile]:
     """Sequence -> file, from the user's choices or the names; segmentations are passed over."""
     if not files:
-        raise BratsInputError("no files uploaded: send the four sequences (T1, T1Gd, T2, FLAIR) or one zip")
+        raise BratsInputError(f"no files uploaded: send the four sequences ({', '.join(SEQUENCES)}) or one zip")
     assigned: dict[str, UploadedFile] = {}
     for upload in files:
-        sequence = upload.sequence or identify_file(_base_name(upload.name))
+        sequence = upload.sequence or identify_file(base_name(upload.name))
         if sequence == SEGMENTATION:
             continue
         if sequence is None:
             raise BratsInputError(f"{upload.name}: cannot tell which sequence this is from its name; "
-                                  f"choose T1, T1Gd, T2 or FLAIR for it")
+                                  f"choose one of {', '.join(SEQUENCES)} for it")
         if sequence not in SEQUENCES:
             raise BratsInputError(f"{upload.name}: unknown sequence {sequence!r}; choose one of {', '.join(SEQUENCES)}")
         if sequence in assigned:
@@ -89,32 +94,59 @@ def _assign_sequences(files: list[UploadedFile]) -> dict[str, UploadedFile]:
         assigned[sequence] = upload
     missing = [s for s in SEQUENCES if s not in assigned]
     if missing:
-        raise BratsInputError(f"missing {', '.join(missing)}: upload all four sequences (T1, T1Gd, T2, FLAIR)")
+        raise BratsInputError(f"missing {', '.join(missing)}: upload all four sequences ({', '.join(SEQUENCES)})")
     return assigned
 
 
-def _base_name(name: str) -> str:
+def base_name(name: str) -> str:
     """The last component of a name with either slash: only for recognising tokens."""
     return re.split(r"[\\/]", name)[-1]
 
 
-def _nifti_ending(upload: UploadedFile) -> str:
-    """``.nii.gz`` or ``.nii`` by content; anything else is refused, whatever its name says."""
+def _nifti_ending(upload: UploadedFile, budget: int) -> tuple[str, int]:
+    """(``.nii.gz`` or ``.nii`` by content, unpacked size); anything else is refused, whatever its name.
+
+    Gzipped data is unpacked as a stream and refused as soon as it exceeds ``budget`` bytes, so a
+    small file that would unpack to gigabytes (a gzip bomb) costs nothing.
+    """
     data = upload.data
     if data[:2] == GZIP_MAGIC:
-        try:
-            with gzip.GzipFile(fileobj=io.BytesIO(data)) as unpacked:
-                head = unpacked.read(352)
-        except (OSError, EOFError) as error:
-            raise BratsInputError(f"{upload.name}: damaged gzip data ({error})") from None
+        head, size = _gunzip_head(upload, budget)
         if _is_nifti(head):
-            return ".nii.gz"
-    elif _is_nifti(data[:352]):
-        return ".nii"
+            return ".nii.gz", size
+    elif _is_nifti(data[:_HEAD]):
+        if len(data) > budget:
+            raise BratsInputError(f"{upload.name}: larger than the {budget / 2**20:.0f} MB left of the upload limit")
+        return ".nii", len(data)
     raise BratsInputError(f"{upload.name}: not a NIfTI image (.nii or .nii.gz content)")
 
 
+def _gunzip_head(upload: UploadedFile, budget: int) -> tuple[bytes, int]:
+    """The first bytes and the whole size of gzipped data (several members allowed), within ``budget``."""
+    head, size, pending = b"", 0, upload.data
+    try:
+        while pending:
+            unpacker = zlib.decompressobj(31)
+            while pending:
+                chunk = unpacker.decompress(pending, _CHUNK)
+                size += len(chunk)
+                head += chunk[:max(0, _HEAD - len(head))]
+                if size > budget:
+                    raise BratsInputError(f"{upload.name}: unpacks beyond the {budget / 2**20:.0f} MB left of "
+                                          "the upload limit")
+                pending = unpacker.unconsumed_tail
+                if not chunk and not pending:
+                    break
+            if not unpacker.eof:
+                raise BratsInputError(f"{upload.name}: truncated gzip data")
+            pending = unpacker.unused_data
+    except zlib.error as error:
+        raise BratsInputError(f"{upload.name}: damaged gzip data ({error})") from None
+    return head, size
+
+
 def _is_nifti(head: bytes) -> bool:
+    """Whether the first bytes of a file carry a NIfTI-1 or NIfTI-2 magic."""
     return any(head[offset:offset + len(magic)] == magic for offset, magic in NIFTI_MAGICS)
 
 
@@ -122,16 +154,20 @@ def _unzip(archive: UploadedFile, max_unpacked_bytes: int) -> list[UploadedFile]
     """The NIfTI files of a zip (any folder depth), as uploads named by their base names."""
     try:
         with zipfile.ZipFile(io.BytesIO(archive.data)) as packed:
-            members = [m for m in packed.infolist() if not m.is_dir() and nifti.nifti_ending(_base_name(m.filename))
-                       and not _base_name(m.filename).startswith(".") and "__MACOSX" not in m.filename]
+            members = [m for m in packed.infolist() if not m.is_dir() and nifti.nifti_ending(base_name(m.filename))
+                       and not base_name(m.filename).startswith(".") and "__MACOSX" not in m.filename]
             total = sum(m.file_size for m in members)
             if total > max_unpacked_bytes:
                 raise BratsInputError(f"{archive.name}: unpacks to {total / 2**20:.0f} MB, more than the "
                                       f"{max_unpacked_bytes / 2**20:.0f} MB allowed")
-            files = [UploadedFile(_base_name(m.filename), _read_member(packed, m, max_unpacked_bytes, archive.name))
-                     for m in members]
-    except zipfile.BadZipFile as error:
-        raise BratsInputError(f"{archive.name}: damaged zip file ({error})") from None
+            files, budget = [], max_unpacked_bytes
+            for member in members:
+                data = _read_member(packed, member, budget, archive.name)
+                budget -= len(data)
+                files.append(UploadedFile(base_name(member.filename), data))
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as error:
+        # damaged data, encrypted members (RuntimeError), unsupported compression (NotImplementedError)
+        raise BratsInputError(f"{archive.name}: damaged or unsupported zip file ({error})") from None
     if not files:
         raise BratsInputError(f"{archive.name}: no .nii or .nii.gz files in this zip")
     return files

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from brats_plugin import nifti
-from brats_plugin.cases import check_image, check_same_grid, labels_present, read_label_values
+from brats_plugin.cases import check_image, check_release_labels, labels_present, read_label_values, read_mask
 from brats_plugin.errors import BratsInputError
 from brats_plugin.evaluation.lesionwise import lesionwise_metrics
 from brats_plugin.evaluation.metrics import box_around, generalized_dice_score, mask_metrics
@@ -26,19 +26,8 @@ def read_masks(prediction: str | os.PathLike, reference: str | os.PathLike
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(prediction labels, reference labels, affine) of two masks checked to share one grid."""
     reference_image = nifti.load(reference)
-    prediction_image = nifti.load(prediction)
-    for image in (reference_image, prediction_image):
-        check_image(image, read_float_voxels=False)  # label voxels are checked by read_label_values
-    check_same_grid(prediction_image, reference_image)
-    return read_label_values(prediction), read_label_values(reference), reference_image.affine
-
-
-def check_labels(labels: np.ndarray, release: Release, path: str | os.PathLike) -> None:
-    """Raise unless every value of a label map is one of the release's label values."""
-    unknown = sorted(set(labels_present(labels)) - set(release.label_values))
-    if unknown:
-        raise BratsInputError(f"{path}: labels {unknown} are not BraTS {release.key} labels "
-                              f"{list(release.label_values)}")
+    check_image(reference_image, read_float_voxels=False)  # label voxels are checked by read_label_values
+    return read_mask(prediction, reference_image), read_label_values(reference), reference_image.affine
 
 
 def evaluate_case(prediction: str | os.PathLike, reference: str | os.PathLike, release: Release, *,
@@ -59,8 +48,8 @@ def evaluate_case(prediction: str | os.PathLike, reference: str | os.PathLike, r
     margin = release.lesionwise.dilation_voxels if lesionwise else 0  # what the lesion dilations need
     box = box_around((predicted != 0) | (referenced != 0), margin) or (slice(0, 1),) * 3
     predicted, referenced = predicted[box], referenced[box]  # every label voxel is inside the box
-    check_labels(predicted, release, prediction)
-    check_labels(referenced, release, reference)
+    check_release_labels(labels_present(predicted), release, prediction)
+    check_release_labels(labels_present(referenced), release, reference)
     metrics, lesions = {}, {}
     for region in release.regions:
         in_prediction, in_reference = np.isin(predicted, region.labels), np.isin(referenced, region.labels)

@@ -28,7 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from brats_plugin.cases import nonzero_box
-from brats_plugin.inference.volumes import voxel_volume_ml
+from brats_plugin.inference.volumes import voxel_spacing, voxel_volume_ml
 
 #: HD95 when exactly one of the masks is empty: sqrt(240^2 + 240^2 + 155^2) mm, the legacy BraTS value.
 EMPTY_MASK_HD95_MM = 373.13
@@ -48,11 +48,6 @@ class MaskMetrics:
     specificity: float
     volume_pred_ml: float
     volume_ref_ml: float
-
-
-def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
-    """Voxel size in millimetres along the three array axes: the column norms of the affine's 3x3 part."""
-    return tuple(float(s) for s in np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0))
 
 
 def box_around(mask: np.ndarray, margin: int) -> Box | None:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from brats_plugin import nifti
-from brats_plugin.cases import _SPLIT, find_cases, identify_file
+from brats_plugin.cases import case_id_from_file_name, find_cases, identify_file
 from brats_plugin.errors import BratsInputError
-from brats_plugin.releases import RELEASES, SEGMENTATION, SEQUENCE_TOKENS, SEQUENCES
+from brats_plugin.releases import RELEASES, SEGMENTATION, SEQUENCES
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,7 @@ class Pairing:
 
 def case_id_of_mask(name: str) -> str:
     """The case id a mask file name stands for (see the module docstring)."""
-    stem = nifti.strip_nifti_ending(Path(name).name)
-    for separator in _SPLIT.finditer(stem):
-        token = _SPLIT.split(stem[separator.end():], maxsplit=1)[0].lower()
-        if token in SEQUENCE_TOKENS[SEGMENTATION]:
-            stem = stem[:separator.start()]
-            break
+    stem = case_id_from_file_name(Path(name).name, kinds=(SEGMENTATION,))
     if any(re.fullmatch(r.case_id_pattern, stem) for r in RELEASES.values()):
         return stem
     inside = (re.search(r.case_id_pattern, stem) for r in RELEASES.values())

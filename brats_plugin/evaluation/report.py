@@ -25,7 +25,7 @@ def cases_csv(result: EvaluationResult) -> str:
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(["case", "region", *columns])
     for case in result.cases:
-        rows = case.rows()
+        rows = case.rows
         for name in result.row_names:
             values = rows[name]
             writer.writerow([case.case_id, name, *(_cell(values.get(column)) for column in columns)])

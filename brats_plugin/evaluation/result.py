@@ -6,6 +6,7 @@ the labels (in the ``dice`` column).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -40,8 +41,9 @@ class CaseEvaluation:
     generalized_dice: float
     lesionwise: dict[str, LesionwiseMetrics] = field(default_factory=dict)  # region -> scores, if asked
 
+    @functools.cached_property
     def rows(self) -> dict[str, dict[str, float | int]]:
-        """Row name -> column -> value, in ``cases.csv`` order (absent columns are left out)."""
+        """Row name -> column -> value, in ``cases.csv`` order (absent columns are left out); made once."""
         rows: dict[str, dict[str, float | int]] = {name: asdict(m) for name, m in self.metrics.items()}
         for name, scores in self.lesionwise.items():
             rows[name].update(zip(LESIONWISE_METRICS, (scores.dice, scores.hd95, scores.true_positives,
@@ -70,7 +72,7 @@ class EvaluationResult:
 
     def values(self, row: str, metric: str) -> np.ndarray:
         """One metric of one row over the cases that have it (float64)."""
-        found = (case.rows().get(row, {}).get(metric) for case in self.cases)
+        found = (case.rows.get(row, {}).get(metric) for case in self.cases)
         return np.array([value for value in found if value is not None], dtype=np.float64)
 
     def statistics(self, row: str, metric: str) -> dict[str, float | int] | None:

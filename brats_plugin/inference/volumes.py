@@ -47,6 +47,11 @@ class Volumes:
         return ", ".join(f"{abbreviation} {ml:.1f} mL" for abbreviation, ml in self.regions.items())
 
 
+def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel size in millimetres along the three array axes: the column norms of the affine's 3x3 part."""
+    return tuple(float(s) for s in np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0))
+
+
 def voxel_volume_ml(affine: np.ndarray) -> float:
     """The volume of one voxel in millilitres (affine in millimetres)."""
     return float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3]))) / 1000.0

@@ -2,7 +2,6 @@
 // The viewer itself is the export's viewer (/viewer/viewer.js), given the job's viewer data by URL.
 "use strict";
 (function () {
-  const SEQUENCES = ["T1", "T1Gd", "T2", "FLAIR"];
   const POLL_MS = 500;
 
   async function json(url, options) {
@@ -41,17 +40,19 @@
     input.addEventListener("change", async () => {
       table.replaceChildren();
       const names = Array.from(input.files, (f) => f.name);
-      const { sequences } = names.length ? await json("/api/recognise", {
+      if (!names.length) return;
+      // the server recognises sequences by name and says which ones there are
+      const { sequences, choices } = await json("/api/recognise", {
         method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ names }),
-      }) : { sequences: [] };
+      });
       names.forEach((name, i) => {
         const row = table.insertRow();
         row.insertCell().textContent = name;
         if (name.toLowerCase().endsWith(".zip")) { row.insertCell().textContent = "case zip"; return; }
         const select = document.createElement("select");
         select.className = "sequence";
-        select.append(new Option("choose…", ""), ...SEQUENCES.map((s) => new Option(s, s)));
-        select.value = SEQUENCES.includes(sequences[i]) ? sequences[i] : "";
+        select.append(new Option("choose…", ""), ...choices.map((s) => new Option(s, s)));
+        select.value = choices.includes(sequences[i]) ? sequences[i] : "";
         row.insertCell().append(select);
       });
     });

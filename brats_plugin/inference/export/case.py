@@ -13,12 +13,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from brats_plugin import nifti
 from brats_plugin.cases import (
-    Case, check_image, check_same_grid, labels_present, read_case_voxels, read_label_values, release_of_labels,
+    Case, check_release_labels, labels_present, read_case_voxels, read_mask, release_of_labels,
 )
-from brats_plugin.errors import BratsInputError
-from brats_plugin.inference.volumes import Volumes, measure_volumes
+from brats_plugin.inference.volumes import Volumes, measure_volumes, voxel_spacing
 from brats_plugin.releases import SEQUENCES, Release, get_release
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ class ExportCase:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size in millimetres along the three array axes (from the affine, not pixdim)."""
-        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))
+        return voxel_spacing(self.affine)
 
 
 def load_export_case(case: Case, mask: str | os.PathLike, release: str | Release | None = None) -> ExportCase:
@@ -56,19 +54,13 @@ def load_export_case(case: Case, mask: str | os.PathLike, release: str | Release
     """
     mask = Path(mask)
     reference, voxels = read_case_voxels(case)
-    mask_image = nifti.load(mask)
-    check_image(mask_image, read_float_voxels=False)
-    check_same_grid(mask_image, reference)
-    labels = read_label_values(mask)
+    labels = read_mask(mask, reference)
     found = set(labels_present(labels))
     if release is None:
         release = release_of_labels([case.case_id], found, mask)
     elif isinstance(release, str):
         release = get_release(release)
-    unknown = sorted(found - set(release.label_values))
-    if unknown:
-        raise BratsInputError(f"{mask}: labels {unknown} are not BraTS {release.key} labels "
-                              f"{list(release.label_values)}")
+    check_release_labels(found, release, mask)
     labels = labels.astype(np.uint8, copy=False)
     return ExportCase(case.case_id, reference, dict(zip(SEQUENCES, voxels)), labels, release,
                       measure_volumes(labels, release, reference.affine))

@@ -42,7 +42,7 @@ from brats_plugin import nifti
 from brats_plugin.errors import BratsInputError
 from brats_plugin.inference.export.case import ExportCase
 from brats_plugin.inference.export.images import (
-    INTENSITY_PERCENTILES, PICTURE_OPACITY, PICTURE_SEQUENCE, blend_labels,
+    PICTURE_OPACITY, PICTURE_SEQUENCE, blend_labels, intensity_range,
 )
 from brats_plugin.inference.export.legend import legend
 from brats_plugin.releases import SEQUENCES
@@ -92,6 +92,9 @@ class DicomPatient:
     study_description: str | None = None
     accession_number: str = ""
 
+    def __post_init__(self) -> None:
+        _check_patient(self)  # refused when given, not after a case has been segmented
+
     @property
     def identified(self) -> bool:
         return self.patient_id is not None or self.patient_name is not None
@@ -107,7 +110,6 @@ def write_dicom(case: ExportCase, folder: str | os.PathLike, *, patient: DicomPa
     """
     folder = Path(folder)
     patient = patient or DicomPatient()
-    _check_patient(patient)
     if folder.exists() and not folder.is_dir():
         raise BratsInputError(f"{folder}: exists and is not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
@@ -326,14 +328,9 @@ def quantise(voxels: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def _window(voxels: np.ndarray) -> tuple[float, float]:
-    """Window centre and width spanning the pictures' percentiles of the non-zero voxels (a sample)."""
-    flat = voxels.reshape(-1)
-    sample = flat[:: max(1, flat.size // 1_000_000)]
-    sample = sample[sample != 0]
-    if sample.size == 0:
-        return 0.0, 1.0
-    low, high = np.percentile(sample, INTENSITY_PERCENTILES)
-    return float(low + high) / 2, max(float(high - low), 1e-3)
+    """Window centre and width spanning the pictures' intensity range (:func:`images.intensity_range`)."""
+    low, high = intensity_range(voxels)
+    return (low + high) / 2, high - low
 
 
 # ---- segmentation ----------------------------------------------------------------------------------------

@@ -9,9 +9,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from brats_plugin.errors import BratsInputError
 from brats_plugin.inference.export.case import ExportCase
+
+if TYPE_CHECKING:
+    from brats_plugin.inference.export.dicom import DicomPatient
+    from brats_plugin.inference.export.images import DisplayVolume
 
 #: Export name -> file (or folder) name pattern beside the mask.
 FORMATS: dict[str, str] = {
@@ -27,7 +32,7 @@ class ExportRequest:
     """Which exports to write for every case, with the DICOM options."""
 
     formats: tuple[str, ...]
-    patient: object = None  # a :class:`~brats_plugin.inference.export.dicom.DicomPatient`, or placeholders
+    patient: DicomPatient | None = None  # None: de-identified placeholders
     secondary_capture: bool = False
 
     def paths(self, folder: str | os.PathLike, case_id: str) -> list[Path]:
@@ -53,26 +58,33 @@ def export_path(folder: str | os.PathLike, case_id: str, name: str) -> Path:
 
 
 def write_exports(case: ExportCase, folder: str | os.PathLike, formats: tuple[str, ...], *,
-                  patient=None, secondary_capture: bool = False) -> dict[str, Path]:
+                  patient: DicomPatient | None = None, secondary_capture: bool = False,
+                  display: DisplayVolume | None = None, stem: str | None = None) -> dict[str, Path]:
     """Write the chosen exports of ``case`` into ``folder``; return export name -> path.
 
     Existing exports of the case are replaced (each appears complete or not at all). ``patient`` and
-    ``secondary_capture`` go to :func:`~brats_plugin.inference.export.dicom.write_dicom`.
+    ``secondary_capture`` go to :func:`~brats_plugin.inference.export.dicom.write_dicom`. The pictures
+    share one display volume (``display``, prepared here when not given). ``stem`` replaces the case
+    id in the file names (the app's fixed names).
     """
+    from brats_plugin.inference.export import images
+    from brats_plugin.inference.export.viewer import write_viewer
+
+    if display is None and set(formats) & {"html", "png", "gif"}:
+        display = images.display_volume(case)
+    writers = {
+        "html": lambda path: write_viewer(display, path),
+        "png": lambda path: images.write_montage(display, path),
+        "gif": lambda path: images.write_gif(display, path),
+        "dicom": lambda path: _write_dicom(case, path, patient, secondary_capture),
+    }
     written: dict[str, Path] = {}
     for name in formats:
-        path = export_path(folder, case.case_id, name)
-        if name == "dicom":
-            from brats_plugin.inference.export.dicom import write_dicom
-            write_dicom(case, path, patient=patient, secondary_capture=secondary_capture, overwrite=True)
-        elif name == "html":
-            from brats_plugin.inference.export.viewer import write_viewer
-            write_viewer(case, path)
-        elif name == "png":
-            from brats_plugin.inference.export.images import write_montage
-            write_montage(case, path)
-        else:
-            from brats_plugin.inference.export.images import write_gif
-            write_gif(case, path)
-        written[name] = path
+        written[name] = export_path(folder, stem or case.case_id, name)
+        writers[name](written[name])
     return written
+
+
+def _write_dicom(case: ExportCase, folder: Path, patient: DicomPatient | None, secondary_capture: bool) -> None:
+    from brats_plugin.inference.export.dicom import write_dicom  # highdicom: imported when asked for
+    write_dicom(case, folder, patient=patient, secondary_capture=secondary_capture, overwrite=True)

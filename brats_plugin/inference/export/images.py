@@ -35,6 +35,7 @@ from brats_plugin.releases import SEQUENCES, Release
 
 #: Percentiles of a sequence's non-zero head voxels that become bytes 0 and 255.
 INTENSITY_PERCENTILES = (0.5, 99.5)
+_RANGE_SAMPLE = 1_000_000
 #: The sequence pictures show unless told otherwise: the whole tumour (edema included) shows best on it.
 PICTURE_SEQUENCE = "FLAIR"
 #: Overlay opacity of pictures unless told otherwise.
@@ -193,12 +194,20 @@ def _head_box(case: ExportCase, reorder: np.ndarray) -> tuple[slice, slice, slic
     return nonzero_box(head) or tuple(slice(0, n) for n in head.shape)
 
 
+def intensity_range(voxels: np.ndarray) -> tuple[float, float]:
+    """The :data:`INTENSITY_PERCENTILES` of the non-zero voxels (of an even sample of at most a million
+    voxels), as (low, high) with high > low: what black and white stand for in every picture, the
+    viewer and the DICOM window."""
+    flat = voxels.reshape(-1)
+    sample = flat[::max(1, flat.size // _RANGE_SAMPLE)]
+    inside = sample[sample != 0]
+    low, high = (float(v) for v in np.percentile(inside, INTENSITY_PERCENTILES)) if inside.size else (0.0, 1.0)
+    return low, high if high > low else low + 1.0
+
+
 def _quantise(voxels: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
     """Bytes between the robust percentiles of the non-zero voxels; (bytes, (intensity 0, intensity 255))."""
-    inside = voxels[voxels != 0]
-    low, high = (float(v) for v in np.percentile(inside, INTENSITY_PERCENTILES)) if inside.size else (0.0, 1.0)
-    if high <= low:
-        high = low + 1.0
+    low, high = intensity_range(voxels)
     scaled = (voxels - np.float32(low)) * np.float32(255.0 / (high - low)) + np.float32(0.5)
     return np.clip(scaled, 0, 255).astype(np.uint8, order="C"), (low, high)
 
