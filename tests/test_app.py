@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import signal
+import subprocess
 import time
 import zipfile
 from pathlib import Path
 
+import httpx
 import nibabel as nib
 import numpy as np
 import pytest
@@ -20,8 +23,8 @@ from brats_plugin.app.service import build_app, check_host
 from brats_plugin.errors import BratsInputError
 from brats_plugin.inference import Segmenter
 from brats_plugin.releases import SEQUENCES
-from app_support import LOCAL, upload_files, wait_done
-from conftest import SMALL_SHAPE
+from app_support import JOB_TIMEOUT, LOCAL, free_port, upload_files, wait_done
+from conftest import BRATS, SMALL_SHAPE
 
 pytestmark = pytest.mark.integration
 TOKEN = "s3cret-token-for-tests"
@@ -259,3 +262,33 @@ def test_retention_deletes_old_jobs_but_keeps_the_preview(segmenter, case_folder
         assert not (data / job).exists()
         assert client.get(f"/api/jobs/{job}").status_code == 404
         assert client.get(f"/api/jobs/{preview}").json()["id"] == preview  # kept
+
+
+def test_brats_app_command_serves_and_refuses_unsafe_options(trained_models, tmp_path):
+    model = str(trained_models["labels"])
+    unsafe = subprocess.run(BRATS + ["app", "-m", model, "--host", "0.0.0.0"], capture_output=True, text=True,
+                            timeout=120)
+    assert unsafe.returncode == 2 and "--host 0.0.0.0: listening beyond this machine needs --token" in unsafe.stderr
+    bad = subprocess.run(BRATS + ["app", "-m", model, "--workers", "0"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--workers 0: must be positive" in bad.stderr
+
+    port = free_port()
+    server = subprocess.Popen(BRATS + ["app", "-m", model, "--port", str(port), "--data", str(tmp_path / "data"),
+                                       "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            deadline = time.monotonic() + JOB_TIMEOUT
+            while True:
+                try:
+                    preview = client.get("/api/preview").json()["id"]
+                    break
+                except httpx.TransportError:
+                    assert server.poll() is None and time.monotonic() < deadline, "brats app did not start"
+                    time.sleep(0.5)
+            assert wait_done(client, preview)["state"] == "done"
+            assert "upload-form" in client.get("/").text
+    finally:
+        server.send_signal(signal.SIGINT)
+        output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, output
+    assert f"open http://127.0.0.1:{port}/" in output
