@@ -136,7 +136,7 @@ def test_bad_uploads_are_refused_with_their_reason(app_client, case_folders, tmp
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("case/case_t1.nii", bytes(10 * 2**20))
     assert "unpacks to" in refused([("files", ("bomb.zip", bomb.getvalue(), "application/zip"))])
-    assert "x.zip: damaged or unsupported zip" in refused([("files", ("x.zip", b"PK\x03\x04 broken", "application/zip"))])
+    assert "x.zip: damaged zip file" in refused([("files", ("x.zip", b"PK\x03\x04 broken", "application/zip"))])
 
     # path-traversal names are only names: the bytes land under our own names inside the job
     traversal = {"T1": "../../../t1.nii.gz", "T1Gd": "..\\..\\evil_t1c.nii.gz", "T2": "/etc/t2.nii.gz",
@@ -165,7 +165,11 @@ def test_bombs_damaged_zips_and_odd_requests_are_refused_cleanly(app_client, cas
     damaged = bytearray(packed.getvalue())
     damaged[200:260] = bytes(60)  # inside the first member's compressed data
     answer = client.post("/api/jobs", files=[("files", ("case.zip", bytes(damaged), "application/zip"))])
-    assert answer.status_code == 400 and "case.zip: damaged or unsupported zip" in answer.json()["error"]
+    assert answer.status_code == 400 and "case.zip: damaged zip file" in answer.json()["error"]
+    encrypted = bytearray(packed.getvalue())
+    encrypted[encrypted.index(b"PK\x01\x02") + 8] |= 1  # the first member's "encrypted" flag (central directory)
+    answer = client.post("/api/jobs", files=[("files", ("case.zip", bytes(encrypted), "application/zip"))])
+    assert answer.status_code == 400 and "is encrypted" in answer.json()["error"]
 
     chunks = (b"-" * 2**20 for _ in range(3))  # no Content-Length: counted as it arrives
     streamed = client.post("/api/jobs", content=chunks, headers={"content-type": "multipart/form-data; boundary=x"})

@@ -28,6 +28,8 @@ ZIP_MAGIC = b"PK\x03\x04"
 NIFTI_MAGICS = ((344, b"n+1\x00"), (4, b"n+2\x00"))
 _HEAD = 352  # bytes of a NIfTI file that hold both magics
 _CHUNK = 1 << 22  # unpacking step of gzipped uploads
+_ENCRYPTED = 0x1  # zip general-purpose flag bit 0
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 #: Case ids kept from user names: letters, digits, ``._-``; anything else becomes ``_``.
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -162,15 +164,24 @@ def _unzip(archive: UploadedFile, max_unpacked_bytes: int) -> list[UploadedFile]
                                       f"{max_unpacked_bytes / 2**20:.0f} MB allowed")
             files, budget = [], max_unpacked_bytes
             for member in members:
+                _check_member(member, archive.name)
                 data = _read_member(packed, member, budget, archive.name)
                 budget -= len(data)
                 files.append(UploadedFile(base_name(member.filename), data))
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as error:
-        # damaged data, encrypted members (RuntimeError), unsupported compression (NotImplementedError)
-        raise BratsInputError(f"{archive.name}: damaged or unsupported zip file ({error})") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+        raise BratsInputError(f"{archive.name}: damaged zip file ({error})") from None
     if not files:
         raise BratsInputError(f"{archive.name}: no .nii or .nii.gz files in this zip")
     return files
+
+
+def _check_member(member: zipfile.ZipInfo, archive: str) -> None:
+    """Refuse members this reader cannot unpack: encrypted ones, or compressed by an unknown method."""
+    if member.flag_bits & _ENCRYPTED:
+        raise BratsInputError(f"{archive}: {member.filename} is encrypted; upload an unencrypted zip")
+    if member.compress_type not in _ZIP_METHODS:
+        raise BratsInputError(f"{archive}: {member.filename} uses an unsupported compression method "
+                              f"({member.compress_type}); use deflate")
 
 
 def _read_member(packed: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int, archive: str) -> bytes:
