@@ -35,11 +35,11 @@ $(STAMP): setup.py pyproject.toml
 test: install system-packages
 	$(BIN)/python -m pytest
 
-# the real sample case beside the project, when it is there, is segmented too
-SAMPLE_CASE := $(wildcard ../shared/data/TCGA-DU-7294)
+# the real sample case shipped with the tests (tests/data/README.md) is segmented too
+SAMPLE_CASE := tests/data/TCGA-DU-7294
 
 demo: install
-	$(BIN)/brats demo --output demo_output $(if $(SAMPLE_CASE),--also $(SAMPLE_CASE))
+	$(BIN)/brats demo --output demo_output --also $(SAMPLE_CASE)
 
 benchmarks: install
 	$(BIN)/python benchmarks/convert.py

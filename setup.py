@@ -17,7 +17,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["brats_plugin", "brats_plugin.*"]),
-    package_data={"brats_plugin.inference.export": ["viewer_assets/*"], "brats_plugin.app": ["static/*"]},
+    package_data={"brats_plugin.export": ["viewer_assets/*"], "brats_plugin.app": ["static/*"]},
     install_requires=[
         "nnunetv2>=2.8,<2.9",
         "dynamic-network-architectures",  # nnU-Net's U-Net classes (the lean inference forward reads them)

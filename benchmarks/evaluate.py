@@ -1,6 +1,6 @@
 """Benchmark: `brats evaluate`'s metrics against panoptica (the library behind the official brats-evaluation).
 
-The shared real case's segmentation (240x240x155, 1 mm) is compared with a perturbed copy (shifted by
+The real sample case's segmentation (240x240x155, 1 mm) is compared with a perturbed copy (shifted by
 ``--shift`` voxels along y, eroded once). Timed, each REPEATS times (median):
   * ours, the whole case: ``evaluate_case`` (read and check both files, WT/TC/ET and every label: Dice,
     HD95, sensitivity, specificity, volumes; generalised Dice score);
@@ -29,7 +29,8 @@ from scipy import ndimage
 from brats_plugin.evaluation import evaluate_case, lesionwise_metrics, mask_metrics, voxel_spacing
 from brats_plugin.releases import get_release
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "TCGA-DU-7294" / "TCGA-DU-7294_seg-isen20.nii.gz"
+SAMPLE_CASE = Path(__file__).resolve().parents[1] / "tests" / "data" / "TCGA-DU-7294"
+REFERENCE = SAMPLE_CASE / "TCGA-DU-7294_seg-isen20.nii.gz"
 
 
 def median_seconds(work: Callable[[], object], repeats: int) -> tuple[float, object]:

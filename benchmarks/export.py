@@ -1,4 +1,4 @@
-"""Benchmark: the exports of the shared real case (240x240x155, four sequences + its segmentation).
+"""Benchmark: the exports of the real sample case (240x240x155, four sequences + its segmentation).
 
 Times, median of REPEATS runs each (after one warm-up run): reading and checking the case and mask
 (``load_export_case``), DICOM (four MR series + SEG; goal <= 2 s), the HTML viewer, the PNG montage,
@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 from brats_plugin.cases import find_case
-from brats_plugin.inference.export.case import load_export_case
-from brats_plugin.inference.export.formats import FORMATS, write_exports
+from brats_plugin.export.case import load_export_case
+from brats_plugin.export.formats import FORMATS, write_exports
 
 HERE = Path(__file__).resolve().parent
-SHARED_CASE = HERE.parent.parent / "shared" / "data" / "TCGA-DU-7294"
+SAMPLE_CASE = HERE.parent / "tests" / "data" / "TCGA-DU-7294"
 DICOM_GOAL_S = 2.0
 
 
@@ -37,7 +37,7 @@ def size_mb(path: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--case", type=Path, default=SHARED_CASE)
+    parser.add_argument("--case", type=Path, default=SAMPLE_CASE)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     case = find_case(args.case)
@@ -47,10 +47,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for run in range(args.repeats + 1):
             exported = {}
-            read = timed(lambda: exported.setdefault("case", load_export_case(case, mask)))
+            read = timed(lambda: exported.setdefault("case", load_export_case(case, mask)))  # noqa: B023 (called now)
             for name in FORMATS:
                 out = Path(work) / f"run{run}"
-                took = timed(lambda: write_exports(exported["case"], out, (name,)))
+                took = timed(lambda: write_exports(exported["case"], out, (name,)))  # noqa: B023 (called now)
                 if run:
                     seconds.setdefault(name, []).append(took)
             if run:

@@ -3,7 +3,7 @@
 overhead  the same model, cases and settings through nnU-Net's own sequential predictor
           (``predict_from_files_sequential``: read, preprocess, predict, export, write) and through our
           Segmenter + writer, alternating rounds after a warm-up; prints medians and the ratio.
-brats     the shared real case (240x240x155) through a network with BraTS-sized plans (a full-size
+brats     the real sample case (240x240x155) through a network with BraTS-sized plans (a full-size
           synthetic dataset planned by nnU-Net; stock nnUNetTrainer initial weights, which time the
           same as trained ones): wall time and peak memory of whole ``brats predict`` runs, default
           settings and ``--fast``, plus the CPU speed-ups tried for ``--fast``.
@@ -34,14 +34,17 @@ import numpy as np
 
 from brats_plugin import convert_release, find_case, find_cases, get_release, write_synthetic_release
 from brats_plugin.nnunet_commands import (
-    nnunet_executable, run_nnunet, small_machine_environment, with_extension_trainers,
+    nnunet_executable,
+    run_nnunet,
+    small_machine_environment,
+    with_extension_trainers,
 )
 from brats_plugin.releases import SEQUENCES
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "output" / "predict"
 TRAINED = HERE / "output" / "train"  # benchmarks/train.py's dataset 950 and its trained demo models
-SHARED_CASE = HERE.parents[1] / "shared" / "data" / "TCGA-DU-7294"
+SAMPLE_CASE = HERE.parent / "tests" / "data" / "TCGA-DU-7294"
 BRATS_DATASET = 960
 DEMO_MODEL = "nnUNetTrainerGDL_demo__nnUNetPlans__3d_fullres"
 
@@ -73,7 +76,8 @@ def brats_sized_model() -> Path:
         "import shutil, sys, torch\n"
         "from pathlib import Path\n"
         "from nnunetv2.run.run_training import get_trainer_from_args\n"
-        f"trainer = get_trainer_from_args('{BRATS_DATASET}', '3d_fullres', 0, 'nnUNetTrainer', device=torch.device('cpu'))\n"
+        f"trainer = get_trainer_from_args('{BRATS_DATASET}', '3d_fullres', 0, 'nnUNetTrainer', "
+        "device=torch.device('cpu'))\n"
         "trainer.initialize()\n"
         "trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()\n"
         "folder = Path(trainer.output_folder_base)\n"
@@ -100,7 +104,7 @@ def timed_run(command: list[str], environment: dict[str, str]) -> tuple[float, f
 
 
 def brats(model: Path, out: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "brats_plugin.cli", "predict", "-i", str(SHARED_CASE), "-o",
+    return [sys.executable, "-m", "brats_plugin.cli", "predict", "-i", str(SAMPLE_CASE), "-o",
             str(WORK / "out" / out), "-m", str(model), *extra]
 
 
@@ -113,7 +117,7 @@ def part_brats(skip_default: bool) -> None:
     stock_inputs = WORK / "stock_in"
     if not stock_inputs.exists():
         stock_inputs.mkdir()
-        case = find_case(SHARED_CASE)
+        case = find_case(SAMPLE_CASE)
         for channel, sequence in enumerate(SEQUENCES):
             os.symlink(case.sequences[sequence], stock_inputs / f"{case.case_id}_{channel:04d}.nii.gz")
     stock = [nnunet_executable("nnUNetv2_predict"), "-i", str(stock_inputs), "-o", str(WORK / "out" / "stock"),
@@ -127,7 +131,8 @@ def part_brats(skip_default: bool) -> None:
     ]
     if not skip_default:
         runs.append(("brats predict (default: mirroring, nnU-Net tiles)", brats(model, "default")))
-    environment = dict(os.environ, **{n: str(WORK / n) for n in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")})
+    folders = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+    environment = dict(os.environ, **{n: str(WORK / n) for n in folders})
     for name, command in runs:  # nnU-Net's default thread settings (nnUNet_def_n_proc would cap the network's)
         wall, peak = timed_run(command, environment)
         print(f"  {name:50s} {wall:7.1f} s   peak {peak:5.2f} GiB", flush=True)
@@ -216,6 +221,7 @@ def part_overhead(rounds: int) -> None:
     """nnU-Net's sequential predictor vs ours on the demo-size model and its held-out cases."""
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
     from brats_plugin.inference import Segmenter
     from brats_plugin.inference.predict import predict_cases
     model = trained_demo_model("overhead")

@@ -60,7 +60,7 @@ def speed(steps: int) -> None:
     batches = [next(loader) for _ in range(steps)]
     trainers["nnUNetTrainerGDL"].network.load_state_dict(trainers["nnUNetTrainer"].network.state_dict())
     times: dict[str, list[float]] = {name: [] for name in trainers}
-    for name, trainer in trainers.items():  # warm-up
+    for trainer in trainers.values():  # warm-up
         trainer.train_step(batches[0])
     for batch in batches:
         for name, trainer in trainers.items():
@@ -102,10 +102,12 @@ def learning(environment: dict[str, str]) -> None:
                                         "--disable_tta"], env=environment, capture=True)
         scores: dict[str, list[float]] = {r.abbreviation: [] for r in release.regions}
         for case in sorted((WORK / "test").iterdir()):
-            predicted = np.vectorize(release.from_nnunet.get)(np.asanyarray(nib.load(out / f"{case.name}.nii.gz").dataobj))
+            stored = np.asanyarray(nib.load(out / f"{case.name}.nii.gz").dataobj)
+            predicted = np.vectorize(release.from_nnunet.get)(stored)
             reference = np.asanyarray(nib.load(case / f"{case.name}_seg.nii.gz").dataobj)
             for region in release.regions:
-                scores[region.abbreviation].append(dice(np.isin(predicted, region.labels), np.isin(reference, region.labels)))
+                scores[region.abbreviation].append(dice(np.isin(predicted, region.labels),
+                                                        np.isin(reference, region.labels)))
         print(f"  {trainer:26s} " + "  ".join(f"{k} {np.mean(v):.3f}" for k, v in scores.items())
               + f"   (training {trained:.0f} s)")
 

@@ -5,9 +5,13 @@ The public Python API, re-exported from the modules that define it. The inferenc
 brats_plugin`` (and ``brats --help``) does not load PyTorch.
 """
 import importlib
+
 from brats_plugin.cases import Case, check_case, find_case, find_cases
 from brats_plugin.dataset_conversion import (
-    ConversionResult, convert_release, synthesize_case, write_synthetic_release,
+    ConversionResult,
+    convert_release,
+    synthesize_case,
+    write_synthetic_release,
 )
 from brats_plugin.errors import BratsInputError
 from brats_plugin.releases import RELEASES, SEQUENCES, Release, get_release

@@ -23,9 +23,14 @@ import nibabel as nib
 import numpy as np
 
 from brats_plugin import nifti
-from brats_plugin.errors import BratsInputError
+from brats_plugin.errors import BratsInputError, BratsWarning
+from brats_plugin.geometry import nonzero_box
 from brats_plugin.releases import (
-    ALIASES, DEFAULT_RELEASE, RELEASES, SEGMENTATION, SEQUENCE_TOKENS, SEQUENCES, Release, releases_matching_case_id,
+    SEGMENTATION,
+    SEQUENCE_TOKENS,
+    SEQUENCES,
+    Release,
+    releases_matching_case_id,
 )
 
 #: Two affines agree when their linear parts (direction x spacing) match to this relative tolerance,
@@ -34,10 +39,6 @@ AFFINE_RTOL = 1e-5
 ORIGIN_TOLERANCE_MM = 1e-3
 
 _SPLIT = re.compile(r"[_\-.\s]+")
-
-
-class BratsWarning(UserWarning):
-    """Something odd but understood in the input (e.g. a known mis-named segmentation)."""
 
 
 @dataclass(frozen=True)
@@ -349,100 +350,3 @@ def to_nnunet_labels(labels: np.ndarray, release: Release, path: str | os.PathLi
         raise BratsInputError(f"{path}: labels {bad} are not BraTS {release.key} labels "
                               f"{list(release.label_values)}")
     return mapped
-
-
-def nonzero_box(labels: np.ndarray) -> tuple[slice, slice, slice] | None:
-    """The smallest box (one slice per axis) holding every non-zero voxel of a 3-D array, or None.
-
-    One pass over the whole array (a projection along the last axis), then only over the box.
-    """
-    projection = labels.any(axis=2)
-    xs, ys = np.flatnonzero(projection.any(axis=1)), np.flatnonzero(projection.any(axis=0))
-    if xs.size == 0:
-        return None
-    column = labels[xs[0]:xs[-1] + 1, ys[0]:ys[-1] + 1]
-    zs = np.flatnonzero(column.any(axis=(0, 1)))
-    return slice(xs[0], xs[-1] + 1), slice(ys[0], ys[-1] + 1), slice(zs[0], zs[-1] + 1)
-
-
-# ---- which release ----------------------------------------------------------------------------------
-
-def releases_for_case_ids(case_ids: list[str]) -> list[Release]:
-    """Releases whose naming fits every case id; all releases if no id follows a BraTS naming.
-
-    Raises :class:`BratsInputError` if the ids follow the namings of different releases.
-    """
-    matches = {case_id: releases_matching_case_id(case_id) for case_id in case_ids}
-    named = {case_id: m for case_id, m in matches.items() if m}
-    if not named:
-        return list(RELEASES.values())
-    common = [r for r in RELEASES.values() if all(r in m for m in named.values())]
-    if not common:
-        first, *rest = named
-        other = next(c for c in rest if not set(named[c]) & set(named[first]))
-        raise BratsInputError(f"cases of different releases in one source: {first} "
-                              f"({named[first][0].key}) and {other} ({named[other][0].key})")
-    return common
-
-
-def narrow_by_labels(candidates: list[Release], seen: set[int], source: str) -> Release:
-    """Pick the one release among ``candidates`` whose label set holds every label ``seen``.
-
-    Releases with identical label tables (2018-2021; the 2023 sub-challenges) count as one, and the
-    one a short alias names is chosen (``2021``, ``2023-GLI``); a release whose labels are a subset of every other fitting
-    one's (2023 GLI beside 2024 GLI when no resection cavity is labelled) is preferred. Raises :class:`BratsInputError` when none or several distinct ones fit.
-    """
-    fitting = [r for r in candidates if seen <= set(r.label_values)]
-    distinct: list[Release] = []
-    for release in fitting:
-        same = next((i for i, d in enumerate(distinct) if same_conventions(d, release)), None)
-        if same is None:
-            distinct.append(release)
-        elif release.key in ALIASES.values():
-            distinct[same] = release
-    if len(distinct) == 1:
-        return distinct[0]
-    # 2023 GLI is 2024 GLI without the resection cavity: without label 4 in sight, the smaller table fits
-    smallest = [d for d in distinct if all(set(d.labels) <= set(other.labels) for other in distinct)]
-    if len(smallest) == 1:
-        return smallest[0]
-    keys = ", ".join(r.key for r in fitting) if fitting else "none"
-    raise BratsInputError(f"{source}: cannot tell the BraTS release from names and labels "
-                          f"(labels found: {sorted(seen)}; fitting releases: {keys}); pass --release")
-
-
-def release_of_labels(case_ids: list[str], found: set[int], source: str | os.PathLike) -> Release:
-    """The release of segmentations from their case ids and the labels ``found`` in them.
-
-    Like :func:`narrow_by_labels` over :func:`releases_for_case_ids`, except that when several releases
-    still fit, BraTS 2021's conventions are assumed with a :class:`BratsWarning` (the commonest labels;
-    ``--labels RELEASE`` chooses). For masks to export or evaluate, where a guess is better than a stop.
-    """
-    try:
-        return narrow_by_labels(releases_for_case_ids(case_ids), found, str(source))
-    except BratsInputError:
-        fallback = RELEASES[DEFAULT_RELEASE]
-        if not found <= set(fallback.label_values):
-            raise BratsInputError(f"{source}: cannot tell the BraTS release from the case ids and labels "
-                                  f"{sorted(found)}; pass --labels RELEASE") from None
-        warnings.warn(f"{source}: labels {sorted(found)} fit several BraTS releases; assuming BraTS "
-                      f"{fallback.key}'s (pass --labels RELEASE to choose)", BratsWarning, stacklevel=2)
-        return fallback
-
-
-def check_release_fits_names(release: Release, case_ids: list[str]) -> None:
-    """Refuse a release chosen by the user that contradicts BraTS-style case ids.
-
-    Ids that follow no BraTS naming fit any release; a release with the same labels and regions as
-    the one the ids name (e.g. 2021 for ``Brats18_*``) fits too.
-    """
-    for case_id in case_ids:
-        named = releases_matching_case_id(case_id)
-        if named and not any(same_conventions(release, other) for other in named):
-            raise BratsInputError(f"{case_id}: named like BraTS {' or '.join(r.key for r in named)}, whose labels "
-                                  f"differ from BraTS {release.key}'s; check --release")
-
-
-def same_conventions(a: Release, b: Release) -> bool:
-    """Whether two releases share label values, meanings and regions (e.g. 2018 and 2021)."""
-    return a.labels == b.labels and a.training_regions == b.training_regions

@@ -1,6 +1,8 @@
 """The ``brats`` command: argument parsing only; every subcommand calls the library.
 
-Mistakes in the input (:class:`BratsInputError`) print one line and exit with status 2.
+Mistakes in the input (:class:`BratsInputError`) print one line and exit with status 2; a failed step
+we ran (:class:`BratsStepError`: an nnU-Net command, a PACS) prints one line and exits with status 1;
+anything else is a bug or a resource failure and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import sys
 import warnings
 from typing import Callable, Sequence
 
-from brats_plugin.errors import BratsInputError
+from brats_plugin.errors import BratsInputError, BratsStepError, BratsWarning
 from brats_plugin.version import __version__
 
 EXIT_INPUT_ERROR = 2
@@ -28,6 +30,25 @@ def _triple(kind: type) -> Callable[[str], tuple]:
     return parse
 
 
+class _DeprecatedAlias(argparse.Action):
+    """An old option name that keeps working: it does what ``replacement`` does and warns once used."""
+
+    def __init__(self, option_strings, dest, replacement: str, **kwargs):
+        super().__init__(option_strings, dest, help=argparse.SUPPRESS, **kwargs)
+        self.replacement = replacement
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        warnings.warn(f"{option_string} is deprecated and will be removed; use {self.replacement}", BratsWarning,
+                      stacklevel=2)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def _add_release_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--release RELEASE`` (and its old name ``--labels RELEASE``) of predict, export and evaluate."""
+    parser.add_argument("--release", metavar="RELEASE", help=help_text)
+    parser.add_argument("--labels", dest="release", action=_DeprecatedAlias, replacement="--release")
+
+
 def _positive(text: str) -> tuple:
     values = _triple(float)(text)
     if min(values) <= 0:
@@ -43,7 +64,7 @@ def _add_convert(commands: argparse._SubParsersAction) -> None:
         description="Convert the BraTS cases below SRC into $nnUNet_raw/DatasetNNN_NAME (imagesTr, labelsTr, "
                     "imagesTs, dataset.json). Resumable: a re-run skips finished cases.",
         epilog="example:\n  brats convert ~/data/BraTS2021_Training --dataset-id 501\n"
-               "  brats convert MICCAI_BraTS_2019_Training --dataset-id 519 --labels -j 8",
+               "  brats convert MICCAI_BraTS_2019_Training --dataset-id 519 --label-based -j 8",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", metavar="SRC", help="folder of case folders (any depth, e.g. HGG/ and LGG/)")
     parser.add_argument("--dataset-id", type=int, required=True, help="nnU-Net dataset id (1-999)")
@@ -53,7 +74,10 @@ def _add_convert(commands: argparse._SubParsersAction) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--regions", dest="regions", action="store_true", default=True,
                       help="region-based training targets WT/TC/ET (default)")
-    mode.add_argument("--labels", dest="regions", action="store_false", help="label-based training targets")
+    mode.add_argument("--label-based", dest="regions", action="store_false",
+                      help="one training target per label (nnU-Net's softmax over the release's labels)")
+    mode.add_argument("--labels", dest="regions", action=_DeprecatedAlias, replacement="--label-based", nargs=0,
+                      const=False)
     parser.add_argument("--test-src", metavar="DIR", help="cases without segmentation, for imagesTs")
     parser.add_argument("-j", "--jobs", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset of that name")
@@ -108,7 +132,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
                     "train a generalised-Dice model with nnU-Net, segment the held-out cases (masks, volumes, HTML "
                     "viewers, PNG montages) and evaluate them against their references, all below OUTPUT "
                     "(nnU-Net's folders included).",
-        epilog="example:\n  brats demo --output demo_output --also ../shared/data/TCGA-DU-7294",
+        epilog="example:\n  brats demo --output demo_output --also tests/data/TCGA-DU-7294",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="demo_output", help="folder for everything (default demo_output)")
     parser.add_argument("--cases", type=int, default=6, help="synthetic training cases (default 6)")
@@ -116,7 +140,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
                                           "on 2 CPU cores; nnUNetTrainerGDL_demo for GDL alone)")
     parser.add_argument("--also", metavar="CASE_DIR", nargs="+", default=[],
                         help="real case folders to segment with the demo model too (make demo passes the "
-                             "shared sample case when it is there)")
+                             "repository's sample case, tests/data/TCGA-DU-7294)")
     parser.set_defaults(run=_run_demo)
 
 
@@ -159,7 +183,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from brats_plugin.nnunet_commands import train_arguments, run_nnunet_passthrough
+    from brats_plugin.nnunet_commands import run_nnunet_passthrough, train_arguments
     return run_nnunet_passthrough("nnUNetv2_train", train_arguments(
         args.dataset, args.configuration, args.fold, args.nnunet_arguments))
 
@@ -178,7 +202,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
                "nnUNetTrainerGDL__nnUNetPlans__3d_fullres\n"
                "  brats predict -i archive/ -o predictions/ -m model.zip --fast --num-parts 10 --part-id 3\n"
                "  brats predict --t1 a_t1.nii.gz --t1c a_t1c.nii.gz --t2 a_t2.nii.gz --flair a_flair.nii.gz "
-               "-o out/ -m MODEL --labels 2023",
+               "-o out/ -m MODEL --release 2023",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-i", "--input", metavar="INPUT", help="a case folder or a folder of case folders")
     for flag, sequence in (("--t1", "T1"), ("--t1c", "T1Gd"), ("--t2", "T2"), ("--flair", "FLAIR")):
@@ -186,7 +210,8 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--case-id", help="case id for --t1/--t1c/--t2/--flair input (default: from the T1 name)")
     parser.add_argument("-o", "--output", metavar="OUT", required=True, help="output folder")
     parser.add_argument("-m", "--model", metavar="MODEL", required=True,
-                        help="nnU-Net results folder (Trainer__Plans__configuration) or nnUNetv2_export_model_to_zip zip")
+                        help="nnU-Net results folder (Trainer__Plans__configuration) or "
+                             "nnUNetv2_export_model_to_zip zip")
     parser.add_argument("--folds", nargs="+", help="folds to ensemble, e.g. 0 1 2 3 4 or all (default: every "
                                                    "trained fold)")
     parser.add_argument("--checkpoint", choices=("final", "best"), default="final", help="default final")
@@ -201,8 +226,8 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--step-size", type=float, default=0.5, help="sliding-window step, fraction of the "
                                                                       "patch (default 0.5)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="default auto: cuda, mps, cpu")
-    parser.add_argument("--labels", metavar="RELEASE", help="BraTS release of the output labels, e.g. 2021, 2023 "
-                                                              "(default: the model's release, else 2021)")
+    _add_release_option(parser, "BraTS release of the output labels, e.g. 2021, 2023 (default: the model's "
+                                "release, else 2021)")
     parser.add_argument("--probabilities", action="store_true",
                         help="also write <case>_probabilities.nii.gz (float32, one volume per model output)")
     parser.add_argument("--num-parts", type=int, default=1, help="split the cases into this many parts ...")
@@ -229,7 +254,7 @@ def _run_predict(args: argparse.Namespace) -> None:
     if args.tiling:
         settings["tiling"] = args.tiling
     segmenter = Segmenter(args.model, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
-                          step_size=args.step_size, labels=args.labels, threads=args.threads, **settings)
+                          step_size=args.step_size, release=args.release, threads=args.threads, **settings)
     print(f"{len(cases)} case(s), model {segmenter.model.folder.name} folds {' '.join(segmenter.model.folds)}, "
           f"{segmenter.device}, output labels BraTS {segmenter.release.key}", flush=True)
     run = predict_cases(cases, args.output, segmenter, probabilities=args.probabilities,
@@ -252,8 +277,8 @@ def _add_export_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _export_request(formats: str, args: argparse.Namespace):
-    from brats_plugin.inference.export.dicom import DicomPatient
-    from brats_plugin.inference.export.formats import ExportRequest, parse_formats
+    from brats_plugin.export.dicom import DicomPatient
+    from brats_plugin.export.formats import ExportRequest, parse_formats
     patient = DicomPatient(args.patient_id, args.patient_name, args.study_description, args.accession)
     return ExportRequest(parse_formats(formats), patient, args.secondary_capture)
 
@@ -272,20 +297,19 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", metavar="OUT", required=True, help="output folder")
     parser.add_argument("--format", default="dicom,html,png,gif",
                         help="comma-separated: dicom, html, png, gif (default all four)")
-    parser.add_argument("--labels", metavar="RELEASE", help="BraTS release of the mask's labels (default: told "
-                                                              "from the case id and labels, else 2021)")
+    _add_release_option(parser, "BraTS release of the mask's labels (default: told from the case id and labels, "
+                                "else 2021)")
     _add_export_options(parser)
     parser.set_defaults(run=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> None:
     from brats_plugin.cases import find_case
-    from brats_plugin.inference.export.case import load_export_case
-    from brats_plugin.nifti import check_writable, make_folder
+    from brats_plugin.export.case import load_export_case
+    from brats_plugin.files import prepare_output_folder
     request = _export_request(args.format, args)
-    case = load_export_case(find_case(args.case), args.mask, args.labels)
-    output = make_folder(args.output, "cannot write the exports here")
-    check_writable(output, "cannot write the exports here")
+    case = load_export_case(find_case(args.case), args.mask, args.release)
+    output = prepare_output_folder(args.output, "cannot write the exports here")
     for name, path in request.write(case, output).items():
         print(f"{name}: {path}")
 
@@ -325,7 +349,7 @@ def _run_app(args: argparse.Namespace) -> None:
 
 
 def _add_send(commands: argparse._SubParsersAction) -> None:
-    from brats_plugin.inference.settings import DEFAULT_CALLING_AET, DEFAULT_TIMEOUT
+    from brats_plugin.export.settings import DEFAULT_CALLING_AET, DEFAULT_TIMEOUT
     parser = commands.add_parser(
         "send", help="send DICOM files (e.g. a 'brats export' DICOM folder) to a PACS over C-STORE",
         description="Send every DICOM file below DIR (MR series, SEG, secondary capture) to a PACS over DICOM "
@@ -346,7 +370,7 @@ def _add_send(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_send(args: argparse.Namespace) -> None:
-    from brats_plugin.inference.export.pacs import send_folder
+    from brats_plugin.export.pacs import send_folder
     report = send_folder(args.folder, args.host, args.port, args.called_aet, args.calling_aet,
                          timeout=args.timeout, progress=sys.stderr.isatty())
     print(report.summary())
@@ -361,15 +385,15 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
                     "and volumes, plus the generalised Dice score over the labels. Writes REPORT/cases.csv and "
                     "REPORT/summary.json and prints a table. Cases found on one side only are listed.",
         epilog="example:\n  brats evaluate predictions/ BraTS2021_Training/ -o report/\n"
-               "  brats evaluate predictions/ labels/ --labels 2023-MET --lesionwise -o report/\n"
+               "  brats evaluate predictions/ labels/ --release 2023-MET --lesionwise -o report/\n"
                "  brats evaluate BraTS-GLI-00000-000.nii.gz BraTS-GLI-00000-000-seg.nii.gz -o report/",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("prediction", metavar="PRED", help="a predicted mask, or a folder of them (e.g. the "
                                                            "output of brats predict)")
     parser.add_argument("reference", metavar="REF", help="a reference mask, a folder of them, or a BraTS release "
                                                          "folder (the segmentation of each case folder)")
-    parser.add_argument("--labels", metavar="RELEASE", help="BraTS release of the masks' labels and regions, e.g. "
-                                                              "2021, 2023-MET (default: from case ids and labels)")
+    _add_release_option(parser, "BraTS release of the masks' labels and regions, e.g. 2021, 2023-MET (default: "
+                                "from case ids and labels)")
     parser.add_argument("--lesionwise", action="store_true",
                         help="add the BraTS 2023 lesion-wise Dice and HD95 (2023/2024 releases)")
     parser.add_argument("-o", "--output", metavar="REPORT", required=True, help="folder for cases.csv and "
@@ -380,11 +404,11 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
 def _run_evaluate(args: argparse.Namespace) -> None:
     from brats_plugin.evaluation import evaluate_folders, format_table
 
-    def progress(case_id: str) -> None:
+    def say_case(case_id: str) -> None:
         print(f"evaluating {case_id}", file=sys.stderr, flush=True)
 
-    result = evaluate_folders(args.prediction, args.reference, args.output, release=args.labels,
-                              lesionwise=args.lesionwise, progress=progress if sys.stderr.isatty() else None)
+    result = evaluate_folders(args.prediction, args.reference, args.output, release=args.release,
+                              lesionwise=args.lesionwise, on_case=say_case if sys.stderr.isatty() else None)
     print(format_table(result))
     print(f"wrote {', '.join(str(path) for path in result.report.values())}")
 
@@ -417,8 +441,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``brats`` command; return its exit status."""
-    args = build_parser().parse_args(argv)
     warnings.showwarning = _show_warning
+    args = build_parser().parse_args(argv)
     # nibabel logs header problems itself; our one-line error already names the file and the problem
     logging.getLogger("nibabel.global").setLevel(logging.CRITICAL)
     try:
@@ -426,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BratsInputError as error:
         print(f"brats: error: {error}", file=sys.stderr)
         return EXIT_INPUT_ERROR
-    except RuntimeError as error:  # a step we run (e.g. an nnU-Net command) failed; it says where to look
+    except BratsStepError as error:  # a step we ran (an nnU-Net command, a PACS) failed; it says where to look
         print(f"brats: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from brats_plugin import nifti
+from brats_plugin import files
 from brats_plugin.cases import check_case_headers, find_case, find_cases
 from brats_plugin.dataset_conversion import convert_release, write_synthetic_release
 from brats_plugin.devices import default_device
 from brats_plugin.evaluation import evaluate_folders, format_table
-from brats_plugin.inference.export.formats import ExportRequest, export_path
+from brats_plugin.export.formats import ExportRequest, export_path
 from brats_plugin.inference.predict import predict_cases
 from brats_plugin.inference.segmenter import Segmenter
 from brats_plugin.inference.settings import FAST_SETTINGS
@@ -50,7 +50,7 @@ def run_demo(output: str | Path = "demo_output", *, training_cases: int = 6, tes
     ``extra_cases``: case folders (e.g. a real BraTS case) segmented with the demo model after the
     held-out synthetic cases, into ``real/``; they are validated before anything else runs.
     """
-    output = nifti.make_folder(Path(output).resolve(), "cannot create the demo folder")
+    output = files.make_folder(Path(output).resolve(), "cannot create the demo folder")
     extra = [find_case(folder) for folder in extra_cases]
     for case in extra:
         check_case_headers(case)

@@ -1,30 +1,25 @@
-"""NIfTI reading and writing that keeps geometry, and atomic file creation.
+"""NIfTI reading and writing that keeps geometry.
 
-Every file this package creates appears under its final name only when complete: it is written to a
-hidden temporary name in the same folder (``.NAME.part-XXXX``) and renamed. A killed process leaves at
-most such temporary files behind, which :func:`remove_partial_files` clears.
+Files are written atomically (:mod:`brats_plugin.files`): complete under their final name, or absent.
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import os
 import shutil
 import struct
-import uuid
 import zlib
 from pathlib import Path
-from typing import Iterator
 
 import nibabel as nib
 import numpy as np
 from isal import igzip, isal_zlib
 
 from brats_plugin.errors import BratsInputError
+from brats_plugin.files import atomic_path, write_bytes_atomic
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
-_PARTIAL_MARK = ".part-"
 #: ISA-L deflate level for files we compress: level 1 is about ten times faster than zlib's and
 #: compresses label maps better than zlib level 1.
 COMPRESS_LEVEL = 1
@@ -127,61 +122,6 @@ def _data_bytes(image: nib.Nifti1Image) -> int:
 def _reason(error: BaseException) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return text[:200]
-
-
-# ---- atomic file creation ---------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; rename it to ``final`` if the block succeeds.
-
-    On any exception the temporary file is removed and ``final`` is left as it was.
-    """
-    final = Path(final)
-    temporary = final.with_name(f".{final.name}{_PARTIAL_MARK}{uuid.uuid4().hex[:8]}")
-    try:
-        yield temporary
-        os.replace(temporary, final)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-
-
-def make_folder(folder: str | os.PathLike, wording: str = "cannot create it") -> Path:
-    """Create ``folder`` (and its parents) if needed; a failure is a one-line error naming it."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise BratsInputError(f"{folder}: {wording} ({error.strerror or error})") from None
-    return folder
-
-
-def check_writable(folder: str | os.PathLike, wording: str = "cannot write there") -> None:
-    """Prove that files can be created in ``folder`` (a one-line error now, not after an hour's work)."""
-    probe = Path(folder) / f".write-test-{uuid.uuid4().hex[:8]}"
-    try:
-        probe.touch()
-        probe.unlink()
-    except OSError as error:
-        raise BratsInputError(f"{folder}: {wording} ({error.strerror or error})") from None
-
-
-def write_bytes_atomic(data: bytes, final: str | os.PathLike) -> None:
-    """Write ``data`` to ``final`` atomically."""
-    with atomic_path(final) as temporary:
-        temporary.write_bytes(data)
-
-
-def remove_partial_files(folder: str | os.PathLike) -> int:
-    """Delete temporary files left in ``folder`` by an interrupted atomic write; return how many."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return 0
-    partial = [p for p in folder.iterdir() if p.name.startswith(".") and _PARTIAL_MARK in p.name]
-    for path in partial:
-        path.unlink()
-    return len(partial)
 
 
 def save(image: nib.Nifti1Image, final: str | os.PathLike) -> None:

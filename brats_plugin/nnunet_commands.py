@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from brats_plugin.errors import BratsInputError
+from brats_plugin.errors import BratsInputError, NnunetCommandError
 
 #: Worker counts that suit a small machine; nnU-Net's defaults start many processes per core.
 SMALL_MACHINE_WORKERS = {"nnUNet_def_n_proc": "1", "nnUNet_n_proc_DA": "1", "nnUNet_npp": "1", "nnUNet_nps": "1"}
@@ -84,7 +84,7 @@ def run_nnunet_logged(name: str, arguments: Sequence[str], env: Mapping[str, str
                       show: Callable[[str], None] | None = None) -> None:
     """Run an nnU-Net command, writing all its output to ``log`` and passing each line to ``show``.
 
-    Raises :class:`RuntimeError` naming the log if the command fails.
+    Raises :class:`NnunetCommandError` naming the log if the command fails.
     """
     with open(log, "w") as handle:
         process = subprocess.Popen([nnunet_executable(name), *arguments], env=dict(env), stdout=subprocess.PIPE,
@@ -95,4 +95,4 @@ def run_nnunet_logged(name: str, arguments: Sequence[str], env: Mapping[str, str
                 show(line.rstrip("\n").split(": ", 1)[-1])  # without nnU-Net's time stamp
         status = process.wait()
     if status != 0:
-        raise RuntimeError(f"{name} failed (exit status {status}); see {log}")
+        raise NnunetCommandError(f"{name} failed (exit status {status}); see {log}")

@@ -13,7 +13,8 @@ from brats_plugin.nnunet_commands import run_nnunet, small_machine_environment, 
 #: Small enough to be quick, large enough for a brain with a tumour.
 SMALL_SHAPE = (40, 48, 36)
 REPO = Path(__file__).resolve().parents[1]
-SHARED_CASE = REPO.parent / "shared" / "data" / "TCGA-DU-7294"
+#: The real sample case shipped with the tests (tests/data/README.md: origin and licence).
+SAMPLE_CASE = REPO / "tests" / "data" / "TCGA-DU-7294"
 #: The ``brats`` command, run with this interpreter (works whether or not the venv is activated).
 BRATS = [sys.executable, "-m", "brats_plugin.cli"]
 #: The planned datasets shared by the trainer and inference tests: region-based 2021, label-based 2023 MET.

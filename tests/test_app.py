@@ -15,6 +15,8 @@ import httpx
 import nibabel as nib
 import numpy as np
 import pytest
+from app_support import JOB_TIMEOUT, LOCAL, free_port, upload_files, wait_done
+from conftest import BRATS, SMALL_SHAPE
 from starlette.testclient import TestClient
 
 from brats_plugin import find_case, write_synthetic_release
@@ -23,8 +25,6 @@ from brats_plugin.app.service import build_app, check_host
 from brats_plugin.errors import BratsInputError
 from brats_plugin.inference import Segmenter
 from brats_plugin.releases import SEQUENCES
-from app_support import JOB_TIMEOUT, LOCAL, free_port, upload_files, wait_done
-from conftest import BRATS, SMALL_SHAPE
 
 pytestmark = pytest.mark.integration
 TOKEN = "s3cret-token-for-tests"

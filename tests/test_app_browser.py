@@ -3,16 +3,16 @@ and the job page shows it with the tumour overlay and its downloads."""
 from __future__ import annotations
 
 import pytest
+from app_support import JOB_TIMEOUT, serving
+from browser_support import canvas_pixels, console_errors, drawn_canvas, tinted
+from conftest import SMALL_SHAPE
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from app_support import JOB_TIMEOUT, serving
-from browser_support import canvas_pixels, console_errors, drawn_canvas, tinted
 from brats_plugin import find_case, write_synthetic_release
 from brats_plugin.app.service import build_app
 from brats_plugin.inference import Segmenter
 from brats_plugin.releases import SEQUENCES
-from conftest import SMALL_SHAPE
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(2 * JOB_TIMEOUT)]
 

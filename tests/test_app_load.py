@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-
 from app_support import serving, upload_files
+
+from brats_plugin import write_synthetic_release
 from brats_plugin.app.service import build_app
 from brats_plugin.inference import Segmenter
-from brats_plugin import write_synthetic_release
 
 pytestmark = pytest.mark.integration
 UPLOADS = 20

@@ -5,13 +5,12 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import SAMPLE_CASE
 
 from brats_plugin import cases
-from brats_plugin.cases import BratsWarning, check_case, find_case, find_cases, identify_file
-from brats_plugin.errors import BratsInputError
+from brats_plugin.cases import check_case, find_case, find_cases, identify_file
+from brats_plugin.errors import BratsInputError, BratsWarning
 from brats_plugin.releases import get_release
-
-from conftest import SHARED_CASE
 
 
 @pytest.mark.parametrize("name, case_id, kind", [
@@ -44,7 +43,7 @@ def test_identify_file_refuses_two_kinds_in_one_name():
 
 
 def test_shared_real_case_is_recognised():
-    case = find_case(SHARED_CASE)
+    case = find_case(SAMPLE_CASE)
     assert case.case_id == "TCGA-DU-7294"
     assert {k: p.name for k, p in case.sequences.items()} == {
         "T1": "TCGA-DU-7294_t1_bet.nii.gz", "T1Gd": "TCGA-DU-7294_t1c_bet.nii.gz",
@@ -230,34 +229,6 @@ def test_integral_float_labels_are_fine_but_fractions_are_not(case_folder):
     _rewrite(path, labels)
     with pytest.raises(BratsInputError, match="_seg.nii.gz: segmentation holds non-integer values"):
         cases.read_label_values(path)
-
-
-def test_release_from_names_then_labels():
-    gli = cases.releases_for_case_ids(["BraTS-GLI-00001-000", "BraTS-GLI-00002-000"])
-    assert [r.key for r in gli] == ["2023-GLI", "2024-GLI"]
-    assert cases.narrow_by_labels(gli, {0, 1, 2, 3}, "src").key == "2023-GLI"
-    assert cases.narrow_by_labels(gli, {0, 1, 2, 3, 4}, "src").key == "2024-GLI"
-    ped = cases.releases_for_case_ids(["BraTS-PED-00001-000"])
-    assert cases.narrow_by_labels(ped, {0, 4}, "src").key == "2024-PED"
-    with pytest.raises(BratsInputError, match="cannot tell the BraTS release.*pass --release"):
-        cases.narrow_by_labels(ped, {0, 1, 2}, "src")
-    legacy = [get_release(k) for k in ("2018", "2019", "2020", "2021")]
-    assert cases.narrow_by_labels(legacy, {0, 1, 2, 4}, "src").key == "2021"  # one convention
-    anything = cases.releases_for_case_ids(["TCGA-DU-7294"])  # no BraTS naming: labels alone decide
-    with pytest.raises(BratsInputError, match=r"labels found: \[0, 1, 2, 4\]; fitting releases: 2018, 2019, "
-                                              r"2020, 2021, 2024-GLI, 2024-PED"):
-        cases.narrow_by_labels(anything, {0, 1, 2, 4}, "src")
-    with pytest.raises(BratsInputError, match="different releases.*BraTS2021_00001 \\(2021\\)"):
-        cases.releases_for_case_ids(["BraTS2021_00001", "BraTS-MET-00001-000"])
-
-
-def test_nonzero_box():
-    array = np.zeros((7, 8, 9), np.uint8)
-    assert cases.nonzero_box(array) is None
-    array[2, 3, 4] = 1
-    array[5, 3, 1] = 2
-    assert cases.nonzero_box(array) == (slice(2, 6), slice(3, 4), slice(1, 5))
-    assert cases.nonzero_box(np.asfortranarray(array)) == (slice(2, 6), slice(3, 4), slice(1, 5))
 
 
 def test_unsupported_release_named_by_folder(tmp_path):

@@ -2,9 +2,9 @@
 import subprocess
 
 import pytest
+from conftest import BRATS
 
 from brats_plugin.cli import build_parser
-from conftest import BRATS
 
 EXPECTED_COMMANDS = {"convert", "synth", "demo"}
 

@@ -12,13 +12,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import BRATS
 from nnunetv2.dataset_conversion.Dataset137_BraTS21 import copy_BraTS_segmentation_and_convert_labels_to_nnUNet
 
-from brats_plugin import convert_release, find_cases, get_release, write_synthetic_release
+from brats_plugin import convert_release, find_cases, get_release
 from brats_plugin.errors import BratsInputError
 from brats_plugin.releases import SEQUENCES
-
-from conftest import BRATS
 
 
 def _dataset(folders, dataset_id, name):
@@ -212,7 +211,6 @@ def test_damaged_case_is_reported_before_anything_is_written(damage, fragments, 
     elif damage == "truncated":
         flair.write_bytes(flair.read_bytes()[:-2000])
     else:
-        image = nib.load(flair)
         raw = bytearray(gzip.decompress(flair.read_bytes()))
         raw[70:72] = (999).to_bytes(2, "little")  # datatype code nibabel does not know
         flair.write_bytes(gzip.compress(bytes(raw)))
@@ -273,20 +271,20 @@ def test_wrong_explicit_release_is_caught_by_labels(synthetic_source, nnunet_fol
 
 
 def test_shared_real_case_converts_as_2021(nnunet_folders, tmp_path):
-    from conftest import SHARED_CASE
-    completed = _run(["convert", str(SHARED_CASE), "--dataset-id", "530", "--release", "2021", "--name", "Real"])
+    from conftest import SAMPLE_CASE
+    completed = _run(["convert", str(SAMPLE_CASE), "--dataset-id", "530", "--release", "2021", "--name", "Real"])
     assert completed.returncode == 0, completed.stderr
     target = _dataset(nnunet_folders, 530, "Real")
     ours = nib.load(target / "labelsTr" / "TCGA-DU-7294.nii.gz")
     theirs = tmp_path / "theirs.nii.gz"
     copy_BraTS_segmentation_and_convert_labels_to_nnUNet(
-        str(SHARED_CASE / "TCGA-DU-7294_seg-isen20.nii.gz"), str(theirs))
+        str(SAMPLE_CASE / "TCGA-DU-7294_seg-isen20.nii.gz"), str(theirs))
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(theirs))),
                           sitk.GetArrayFromImage(sitk.ReadImage(str(target / "labelsTr" / "TCGA-DU-7294.nii.gz"))))
     assert ours.shape == (240, 240, 155)
-    assert np.array_equal(ours.affine, nib.load(SHARED_CASE / "TCGA-DU-7294_t1_bet.nii.gz").affine)
+    assert np.array_equal(ours.affine, nib.load(SAMPLE_CASE / "TCGA-DU-7294_t1_bet.nii.gz").affine)
     assert Path(target / "imagesTr" / "TCGA-DU-7294_0001.nii.gz").stat().st_size == \
-        (SHARED_CASE / "TCGA-DU-7294_t1c_bet.nii.gz").stat().st_size
+        (SAMPLE_CASE / "TCGA-DU-7294_t1c_bet.nii.gz").stat().st_size
 
 
 def test_explicit_release_must_fit_brats_names(synthetic_source, nnunet_folders):

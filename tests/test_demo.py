@@ -3,8 +3,9 @@ import json
 import subprocess
 
 import pytest
+from conftest import BRATS, SAMPLE_CASE
 
-from conftest import BRATS, SHARED_CASE
+from brats_plugin.demo import DEMO_TRAINER as TRAINER
 
 pytestmark = pytest.mark.integration
 
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.integration
 def test_demo_runs_end_to_end(tmp_path):
     output = tmp_path / "demo"
     completed = subprocess.run(BRATS + ["demo", "--output", str(output), "--cases", "5",
-                                        "--trainer", "nnUNetTrainerGDL_demo_2epochs", "--also", str(SHARED_CASE)],
+                                        "--trainer", "nnUNetTrainerGDL_demo_2epochs", "--also", str(SAMPLE_CASE)],
                                capture_output=True, text=True, timeout=1200)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
     for step in ("[1/6] synthesising", "[2/6] converting", "[3/6] nnUNetv2_plan_and_preprocess",
@@ -25,7 +26,7 @@ def test_demo_runs_end_to_end(tmp_path):
     assert json.loads((raw / "dataset.json").read_text())["numTraining"] == 5
     plans = json.loads((output / "nnUNet_preprocessed" / "Dataset990_BraTSDemo" / "nnUNetPlans.json").read_text())
     assert "3d_fullres" in plans["configurations"]
-    model = output / "nnUNet_results" / "Dataset990_BraTSDemo" / "nnUNetTrainerGDL_demo_2epochs__nnUNetPlans__3d_fullres"
+    model = output / "nnUNet_results" / "Dataset990_BraTSDemo" / f"{TRAINER}__nnUNetPlans__3d_fullres"
     assert (model / "fold_0" / "checkpoint_final.pth").is_file()
     held_out = ["BraTS2021_00006", "BraTS2021_00007", "BraTS2021_00008"]
     predictions = output / "predictions"
@@ -33,7 +34,8 @@ def test_demo_runs_end_to_end(tmp_path):
     assert len((predictions / "volumes.csv").read_text().splitlines()) == 4
     for case_id in held_out:
         assert (predictions / f"{case_id}_viewer.html").is_file() and (predictions / f"{case_id}_montage.png").is_file()
-    assert (output / "real" / "TCGA-DU-7294.nii.gz").is_file() and (output / "real" / "TCGA-DU-7294_viewer.html").is_file()
+    assert (output / "real" / "TCGA-DU-7294.nii.gz").is_file()
+    assert (output / "real" / "TCGA-DU-7294_viewer.html").is_file()
     rows = (output / "evaluation" / "cases.csv").read_text().splitlines()
     assert rows[0].startswith("case,region,dice,hd95") and {r.split(",")[0] for r in rows[1:]} == set(held_out)
     summary = json.loads((output / "evaluation" / "summary.json").read_text())

@@ -9,19 +9,28 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import SAMPLE_CASE
 from scipy import ndimage
 
 from brats_plugin.errors import BratsInputError
 from brats_plugin.evaluation import (
-    EMPTY_MASK_HD95_MM, LESION_PENALTY_MM, case_id_of_mask, evaluate_case, evaluate_folders,
-    generalized_dice_score, hausdorff95, lesionwise_metrics, mask_metrics, pair_masks, surface_distances,
+    EMPTY_MASK_HD95_MM,
+    LESION_PENALTY_MM,
+    case_id_of_mask,
+    evaluate_case,
+    evaluate_folders,
+    generalized_dice_score_of_label_counts,
+    hausdorff95,
+    lesionwise_metrics,
+    mask_metrics,
+    pair_masks,
+    surface_distances,
     voxel_spacing,
 )
 from brats_plugin.evaluation.metrics import surface
 from brats_plugin.releases import LesionwiseParameters, get_release
-from conftest import SHARED_CASE
 
-REAL_SEGMENTATION = SHARED_CASE / "TCGA-DU-7294_seg-isen20.nii.gz"
+REAL_SEGMENTATION = SAMPLE_CASE / "TCGA-DU-7294_seg-isen20.nii.gz"
 
 
 def _affine(spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
@@ -116,13 +125,14 @@ def test_legacy_brats_values_for_empty_masks(predicted, referenced, dice, hd95, 
     empty = np.zeros((20, 20, 20), dtype=bool)
     metrics = mask_metrics(_cube() if predicted else empty, _cube() if referenced else empty, _affine())
     assert (metrics.dice, metrics.hd95, metrics.sensitivity) == (dice, pytest.approx(hd95), sensitivity)
-    assert EMPTY_MASK_HD95_MM == pytest.approx(np.sqrt(240 ** 2 + 240 ** 2 + 155 ** 2), abs=0.01)
+    assert pytest.approx(np.sqrt(240 ** 2 + 240 ** 2 + 155 ** 2), abs=0.01) == EMPTY_MASK_HD95_MM
 
 
 # ---- generalised Dice score ---------------------------------------------------------------------------
 
 def test_generalized_dice_score_matches_the_trainers_torch_score():
     import torch  # the trainers' score; the evaluation itself never imports torch
+
     from brats_plugin.trainers.generalized_dice import generalized_dice_score as trainer_score
     rng = np.random.default_rng(3)
     for trial in range(6):
@@ -135,17 +145,17 @@ def test_generalized_dice_score_matches_the_trainers_torch_score():
         labels = (1, 2, 3)
         counts = np.array([[np.sum((prediction == v) & (reference == v)), np.sum(prediction == v),
                             np.sum(reference == v)] for v in labels]).T
-        ours = generalized_dice_score(*counts)
+        ours = generalized_dice_score_of_label_counts(*counts)
         one_hot = [torch.as_tensor(np.stack([a == v for v in labels]))[None] for a in (prediction, reference)]
         assert ours == pytest.approx(float(trainer_score(*one_hot)[0]), abs=1e-12)
 
 
 def test_generalized_dice_score_edge_cases():
-    assert generalized_dice_score([0, 0], [0, 0], [0, 0]) == 1.0
-    assert generalized_dice_score([0, 0], [5, 0], [0, 0]) == 0.0
-    assert generalized_dice_score([10, 1], [10, 1], [10, 1]) == 1.0
+    assert generalized_dice_score_of_label_counts([0, 0], [0, 0], [0, 0]) == 1.0
+    assert generalized_dice_score_of_label_counts([0, 0], [5, 0], [0, 0]) == 0.0
+    assert generalized_dice_score_of_label_counts([10, 1], [10, 1], [10, 1]) == 1.0
     # weights 1/100 and 1/1: (2 (10/100 + 0)) / ((20/100) + (1 + 1)) -> the small label dominates
-    assert generalized_dice_score([10, 0], [10, 1], [10, 1]) == pytest.approx(0.2 / 2.2)
+    assert generalized_dice_score_of_label_counts([10, 0], [10, 1], [10, 1]) == pytest.approx(0.2 / 2.2)
 
 
 # ---- lesion-wise ----------------------------------------------------------------------------------------
@@ -345,7 +355,7 @@ def test_evaluate_case_rows_regions_labels_and_lesionwise(tmp_path):
     assert case.lesionwise["WT"].dice == 1.0 and case.lesionwise["ET"].false_negatives == 1
     assert case.lesionwise["ET"].hd95 == LESION_PENALTY_MM and set(case.lesionwise) == {"WT", "TC", "ET"}
     counts = np.array([[448, 512, 448], [15 ** 3 - 512, 15 ** 3 - 512, 15 ** 3 - 512], [0, 0, 64]]).T
-    assert case.generalized_dice == pytest.approx(generalized_dice_score(*counts))
+    assert case.generalized_dice == pytest.approx(generalized_dice_score_of_label_counts(*counts))
 
 
 def test_evaluate_folders_writes_the_report(synthetic_source, tmp_path):
@@ -418,6 +428,6 @@ def test_lesionwise_needs_a_release_with_parameters(tmp_path):
 def test_unwritable_report_folder_is_refused_before_any_work(tmp_path):
     _save(_cube(), tmp_path / "BraTS2021_00001.nii.gz")
     (tmp_path / "a_file").write_text("")
-    with pytest.raises(BratsInputError, match="a_file/report: cannot create the report folder"):
+    with pytest.raises(BratsInputError, match="a_file/report: cannot write the report there"):
         evaluate_folders(tmp_path / "BraTS2021_00001.nii.gz", tmp_path / "BraTS2021_00001.nii.gz",
                          tmp_path / "a_file" / "report")

@@ -8,7 +8,6 @@ import subprocess
 
 import nibabel as nib
 import numpy as np
-
 from conftest import BRATS
 
 
@@ -71,9 +70,9 @@ def test_bad_input_exits_2_with_one_line(synthetic_source, tmp_path):
     nib.save(nib.Nifti1Image(cropped, image.affine), predictions / "BraTS2021_00001.nii.gz")
     for arguments, message in (
         ([str(predictions), str(source)], "BraTS2021_00001.nii.gz: shape"),
-        ([str(predictions), str(source), "--labels", "2030"], "release '2030' is unknown"),
+        ([str(predictions), str(source), "--release", "2030"], "release '2030' is unknown"),
         ([str(source), str(tmp_path / "nothing")], "nothing: no such file or folder"),
-        ([str(predictions), str(source), "--labels", "2023-GLI"], "named like BraTS 2021"),
+        ([str(predictions), str(source), "--release", "2023-GLI"], "named like BraTS 2021"),
     ):
         completed = _run(*arguments, "-o", str(tmp_path / "report"))
         assert completed.returncode == 2, (arguments, completed.stderr)

@@ -7,11 +7,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import BRATS, SMALL_SHAPE
 
 from brats_plugin import find_case, write_synthetic_release
-from brats_plugin.inference.export.formats import FORMATS, parse_formats
 from brats_plugin.errors import BratsInputError
-from conftest import BRATS, SMALL_SHAPE
+from brats_plugin.export.formats import FORMATS, parse_formats
 
 
 def brats(*arguments) -> subprocess.CompletedProcess:
@@ -66,7 +66,7 @@ def test_export_refuses_bad_input(labelled_case, tmp_path):
     assert f"{smaller}: shape" in refused(smaller)
     foreign = tmp_path / "foreign.nii.gz"
     nib.save(nib.Nifti1Image(np.where(labels == 4, 7, labels).astype(np.uint8), image.affine, image.header), foreign)
-    assert "labels [7] are not BraTS 2021 labels" in refused(foreign, "--labels", "2021")
+    assert "labels [7] are not BraTS 2021 labels" in refused(foreign, "--release", "2021")
     assert "--format 'tiff'" in brats("export", labelled_case, case.segmentation, "-o", tmp_path, "--format",
                                       "tiff").stderr
     blocker = tmp_path / "a_file"

@@ -12,21 +12,29 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+from conftest import SAMPLE_CASE, SMALL_SHAPE
 from pydicom.uid import UID
 
 from brats_plugin.cases import find_case
 from brats_plugin.dataset_conversion import write_synthetic_release
 from brats_plugin.dataset_conversion.synthetic import brats_affine
 from brats_plugin.errors import BratsInputError
-from brats_plugin.inference.export import dicom
-from brats_plugin.inference.export.case import load_export_case
-from brats_plugin.inference.export.dicom import (
-    MR_FOLDERS, SC_FOLDER, SEG_FILE, SEG_FOLDER, TISSUE_CODES, DicomPatient, SliceGeometry, quantise, write_dicom,
+from brats_plugin.export import dicom
+from brats_plugin.export.case import load_export_case
+from brats_plugin.export.dicom import (
+    MR_FOLDERS,
+    SC_FOLDER,
+    SEG_FILE,
+    SEG_FOLDER,
+    TISSUE_CODES,
+    DicomPatient,
+    SliceGeometry,
+    to_stored_pixels,
+    write_dicom,
 )
-from brats_plugin.inference.export.legend import legend
+from brats_plugin.export.legend import legend
 from brats_plugin.releases import RELEASES, SEQUENCES
 from brats_plugin.version import __version__
-from conftest import SHARED_CASE, SMALL_SHAPE
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 OBLIQUE = dict(spacing=(0.9, 1.1, 2.5), rotation_degrees=(12, -7, 20))
@@ -135,8 +143,8 @@ def test_float_intensities_survive_within_half_a_quantisation_step(tmp_path):
 
 @pytest.mark.parametrize("voxels", [np.full((3, 4, 5), 7.25), np.linspace(-1e-3, 2e-3, 60).reshape(3, 4, 5),
                                     np.linspace(-5e4, 9e4, 60).reshape(3, 4, 5)])
-def test_quantise_keeps_every_value_within_half_a_step(voxels):
-    pixels, slope, intercept = quantise(voxels)
+def test_stored_pixels_keep_every_value_within_half_a_step(voxels):
+    pixels, slope, intercept = to_stored_pixels(voxels)
     assert pixels.dtype == np.uint16
     assert np.abs(pixels * slope + intercept - voxels).max() <= max(slope / 2 * (1 + 1e-6), 1e-12)
 
@@ -396,8 +404,8 @@ def test_dcentvfy_does_report_an_inconsistent_patient(exported, tmp_path):
 # ---- the real sample case -----------------------------------------------------------------------------------
 
 def test_real_case_round_trips(tmp_path):
-    case_folder = find_case(SHARED_CASE)
-    case = load_export_case(case_folder, SHARED_CASE / "TCGA-DU-7294_seg-isen20.nii.gz", "2021")
+    case_folder = find_case(SAMPLE_CASE)
+    case = load_export_case(case_folder, SAMPLE_CASE / "TCGA-DU-7294_seg-isen20.nii.gz", "2021")
     write_dicom(case, tmp_path / "dicom")
     assert np.array_equal(_seg_labels_on_t1(tmp_path / "dicom", case), case.labels)
     slices = _series(tmp_path / "dicom" / MR_FOLDERS["FLAIR"])

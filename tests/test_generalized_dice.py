@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from monai.losses import GeneralizedDiceLoss as MonaiGDL
 
 from brats_plugin.trainers import GeneralizedDiceLoss, generalized_dice_score, generalized_dice_score_from_counts

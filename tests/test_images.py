@@ -6,18 +6,23 @@ import dataclasses
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import SMALL_SHAPE
 from PIL import Image
 
 from brats_plugin import BratsInputError, find_case, write_synthetic_release
-from brats_plugin.inference.export import ExportCase, load_export_case
-from brats_plugin.inference.export.images import (
-    AXIAL, VIEWS, display_volume, screen_slice, slice_picture, write_gif, write_montage,
+from brats_plugin.export import ExportCase, load_export_case
+from brats_plugin.export.images import (
+    AXIAL,
+    VIEWS,
+    display_volume,
+    screen_slice,
+    slice_picture,
+    write_gif,
+    write_montage,
 )
-from brats_plugin.inference.export.legend import legend
-from brats_plugin.inference.volumes import measure_volumes
+from brats_plugin.export.legend import legend
 from brats_plugin.releases import SEQUENCES
-
-from conftest import SMALL_SHAPE
+from brats_plugin.volumes import measure_volumes
 
 CORONAL, SAGITTAL = VIEWS[1], VIEWS[2]
 

@@ -14,15 +14,15 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import BRATS, LABELS, REGIONS, SAMPLE_CASE, SMALL_SHAPE
 
 from brats_plugin import find_case, find_cases, get_release, write_synthetic_release
 from brats_plugin.inference import Segmenter, predict_case
 from brats_plugin.inference.settings import WHOLE_BRAIN_BUDGET
 from brats_plugin.inference.whole_brain import choose_tile
-from brats_plugin.inference.volumes import voxel_volume_ml
 from brats_plugin.nnunet_commands import run_nnunet
 from brats_plugin.releases import SEQUENCES
-from conftest import BRATS, LABELS, REGIONS, SHARED_CASE, SMALL_SHAPE
+from brats_plugin.volumes import voxel_volume_ml
 
 pytestmark = pytest.mark.integration
 
@@ -112,15 +112,16 @@ def test_oblique_anisotropic_case_equals_stock_predict_on_its_header(trained_mod
     assert_same_header(output, find_case(case_folder).sequences["T1"])
     stock = stock_predict(case_folder, model, ["0"], REGIONS, environment, tmp_path)
     assert len(np.unique(stock)) == 4
-    assert np.array_equal(labels_of(output), np.vectorize(get_release("2021").from_nnunet.get, otypes=[np.uint8])(stock))
+    to_2021 = np.vectorize(get_release("2021").from_nnunet.get, otypes=[np.uint8])
+    assert np.array_equal(labels_of(output), to_2021(stock))
 
 
 def test_real_case_keeps_its_exact_header_and_gets_volumes(trained_models, tmp_path):
-    completed = brats_predict("-i", SHARED_CASE, "-o", tmp_path / "out", "-m", trained_models["regions"],
+    completed = brats_predict("-i", SAMPLE_CASE, "-o", tmp_path / "out", "-m", trained_models["regions"],
                               "--folds", "1", "--fast")
     assert completed.returncode == 0, completed.stderr
     output = tmp_path / "out" / "TCGA-DU-7294.nii.gz"
-    assert_same_header(output, SHARED_CASE / "TCGA-DU-7294_t1_bet.nii.gz")
+    assert_same_header(output, SAMPLE_CASE / "TCGA-DU-7294_t1_bet.nii.gz")
     labels = labels_of(output)
     assert set(np.unique(labels)) <= set(get_release("2021").label_values)
     report = json.loads((tmp_path / "out" / "TCGA-DU-7294.json").read_text())
@@ -134,7 +135,7 @@ def test_real_case_keeps_its_exact_header_and_gets_volumes(trained_models, tmp_p
 def test_2021_and_2023_labels_are_the_same_map(trained_models, test_case_2021):
     model = trained_models["regions_stock"]
     as_2021 = Segmenter(model, mirroring=False).predict_case(test_case_2021)
-    as_2023 = Segmenter(model, mirroring=False, labels="2023").predict_case(test_case_2021)
+    as_2023 = Segmenter(model, mirroring=False, release="2023").predict_case(test_case_2021)
     assert as_2023.release.key == "2023-GLI"
     assert set(np.unique(as_2021.labels)) == {0, 1, 2, 4}  # every label occurs: the whole map is compared
     assert np.array_equal(as_2023.labels, np.select([as_2021.labels == 4, as_2021.labels == 1, as_2021.labels == 2],
@@ -355,6 +356,7 @@ def test_whole_brain_tiling_takes_the_brain_at_once_or_in_fewer_network_voxels(t
 
 def test_lean_unet_gives_the_networks_own_output(trained_models):
     import torch
+
     from brats_plugin.inference.lean_unet import LeanUNet
     network = Segmenter(trained_models["regions_stock"], device="cpu")._predictor.network
     assert isinstance(network, LeanUNet)

@@ -10,12 +10,12 @@ import pytest
 
 from brats_plugin import BratsInputError, Case, get_release, write_synthetic_release
 from brats_plugin.cases import case_from_files
-from brats_plugin.inference.labels import AssumedConventionWarning, label_map, model_release
+from brats_plugin.errors import AssumedConventionWarning
+from brats_plugin.inference.labels import label_map, model_release
 from brats_plugin.inference.model import open_model, unpack_zip
 from brats_plugin.inference.predict import REPORT_KIND, collect_cases, rebuild_volumes_csv, shard
 from brats_plugin.inference.segmenter import input_channel_order
-from brats_plugin.inference.volumes import Volumes, measure_volumes, voxel_volume_ml
-
+from brats_plugin.volumes import Volumes, measure_volumes, voxel_volume_ml
 
 # ---- labels -----------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from brats_plugin import nifti
+from brats_plugin import files, nifti
 from brats_plugin.dataset_conversion.synthetic import brats_affine
 from brats_plugin.errors import BratsInputError
 
@@ -62,10 +62,9 @@ def test_read_array_scales_and_rejects_damage(tmp_path):
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.bin"
     target.write_bytes(b"old")
-    with pytest.raises(RuntimeError):
-        with nifti.atomic_path(target) as temporary:
-            temporary.write_bytes(b"half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), files.atomic_path(target) as temporary:
+        temporary.write_bytes(b"half")
+        raise RuntimeError("killed")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
 
@@ -82,5 +81,5 @@ def test_place_file_links_copies_or_compresses(tmp_path):
 def test_remove_partial_files(tmp_path):
     (tmp_path / ".a.nii.gz.part-0123abcd").write_bytes(b"x")
     (tmp_path / "a.nii.gz").write_bytes(b"x")
-    assert nifti.remove_partial_files(tmp_path) == 1
+    assert files.remove_partial_files(tmp_path) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["a.nii.gz"]

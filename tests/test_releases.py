@@ -5,7 +5,11 @@ from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
 from brats_plugin.errors import BratsInputError
 from brats_plugin.releases import (
-    RELEASES, SEQUENCES, get_release, release_keys, releases_matching_case_id,
+    RELEASES,
+    SEQUENCES,
+    get_release,
+    release_keys,
+    releases_matching_case_id,
 )
 
 ALL = list(RELEASES.values())

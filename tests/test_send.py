@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from conftest import BRATS
 
 from brats_plugin.cases import find_case
 from brats_plugin.dataset_conversion import write_synthetic_release
-from brats_plugin.inference.export.case import load_export_case
-from brats_plugin.inference.export.dicom import MR_FOLDERS, write_dicom
-from brats_plugin.inference.export.pacs import find_dicom_files
-from conftest import BRATS
+from brats_plugin.export.case import load_export_case
+from brats_plugin.export.dicom import MR_FOLDERS, write_dicom
+from brats_plugin.export.pacs import find_dicom_files
 
 AET, DICOM_PORT, HTTP_PORT = "ORTHANC", 4242, 8042
 #: Few slices: each C-STORE costs Orthanc about 45 ms here (its delayed acknowledgements), whatever the size.
@@ -71,7 +71,7 @@ def pacs(tmp_path_factory):
         "Plugins": [], "LuaScripts": [],
     }
     (folder / "orthanc.json").write_text(json.dumps(config))
-    log = open(folder / "orthanc.log", "wb")
+    log = open(folder / "orthanc.log", "wb")  # noqa: SIM115 (the server's output for its whole life)
     process = subprocess.Popen(["unshare", "--net", "--", "sh", "-c",
                                 f"ip link set lo up && exec {ORTHANC} {folder / 'orthanc.json'}"],
                                stdout=log, stderr=subprocess.STDOUT)

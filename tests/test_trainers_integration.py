@@ -12,15 +12,18 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from conftest import BRATS, LABELS, NAMES, REGIONS, SMALL_SHAPE
 from nnunetv2.run.run_training import get_trainer_from_args
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from brats_plugin.nnunet_commands import run_nnunet
 from brats_plugin.trainers import (
-    GeneralizedDiceLoss, nnUNetTrainerGDL, nnUNetTrainerGDL_demo_2epochs, nnUNetTrainerGDLCE,
+    GeneralizedDiceLoss,
+    nnUNetTrainerGDL,
+    nnUNetTrainerGDL_demo_2epochs,
+    nnUNetTrainerGDLCE,
 )
-from conftest import BRATS, LABELS, NAMES, REGIONS, SMALL_SHAPE
 
 pytestmark = pytest.mark.integration
 

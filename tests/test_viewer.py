@@ -18,6 +18,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+from browser_support import canvas_pixels, console_errors, open_page, tinted
+from conftest import SAMPLE_CASE
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from selenium.webdriver.common.actions.mouse_button import MouseButton
@@ -26,18 +28,21 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from brats_plugin import find_case, write_synthetic_release
-from brats_plugin.inference.export import load_export_case
-from brats_plugin.inference.export.images import AXIAL, VIEWS, display_volume, screen_slice
-from brats_plugin.inference.export.legend import legend
-from brats_plugin.inference.export.viewer import (
-    LABELS_VOLUME, PAYLOAD_MAGIC, PAYLOAD_VERSION, SERVED_ASSETS, VIEWER_ASSETS, viewer_html, viewer_payload,
+from brats_plugin.export import load_export_case
+from brats_plugin.export.images import AXIAL, VIEWS, display_volume, screen_slice
+from brats_plugin.export.legend import legend
+from brats_plugin.export.viewer import (
+    LABELS_VOLUME,
+    PAYLOAD_MAGIC,
+    PAYLOAD_VERSION,
+    SERVED_ASSETS,
+    VIEWER_ASSETS,
+    viewer_html,
+    viewer_payload,
     write_viewer,
 )
-from brats_plugin.inference.volumes import measure_volumes
 from brats_plugin.releases import SEQUENCES
-
-from browser_support import canvas_pixels, console_errors, open_page, tinted
-from conftest import SHARED_CASE
+from brats_plugin.volumes import measure_volumes
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -261,7 +266,7 @@ def test_the_app_can_serve_the_assets_and_the_payload(browser, case, tmp_path, s
 
 def test_the_real_case_opens(browser, tmp_path):
     """A real 240x240x155 case: a file of a few MB (the head only, 8 bits, compressed) that renders."""
-    sample = find_case(SHARED_CASE)
+    sample = find_case(SAMPLE_CASE)
     case = load_export_case(sample, sample.segmentation, "2021")
     path = write_viewer(case, tmp_path / "viewer.html")
     canvas = open_page(browser, path.as_uri())

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from brats_plugin import nifti
+from brats_plugin import files
 from brats_plugin.errors import BratsInputError
 
 RECEIVING, QUEUED, RUNNING, DONE, FAILED = "receiving", "queued", "running", "done", "failed"
@@ -119,7 +119,7 @@ class JobStore:
         return [p.name for p in self.root.iterdir() if _JOB_ID.fullmatch(p.name) and (p / "status.json").is_file()]
 
     def _write(self, job_id: str, status: dict) -> None:
-        nifti.write_bytes_atomic(json.dumps(status, indent=1).encode(), self.root / job_id / "status.json")
+        files.write_bytes_atomic(json.dumps(status, indent=1).encode(), self.root / job_id / "status.json")
 
 
 class JobRunner:

@@ -15,13 +15,13 @@ import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from brats_plugin import nifti
+from brats_plugin import files, nifti
 from brats_plugin.app.jobs import Report
 from brats_plugin.cases import case_from_files
-from brats_plugin.inference.export.case import load_export_case
-from brats_plugin.inference.export.formats import export_path, write_exports
-from brats_plugin.inference.export.images import display_volume
-from brats_plugin.inference.export.viewer import PAYLOAD_MEDIA_TYPE, viewer_payload
+from brats_plugin.export.case import load_export_case
+from brats_plugin.export.formats import export_path, write_exports
+from brats_plugin.export.images import display_volume
+from brats_plugin.export.viewer import PAYLOAD_MEDIA_TYPE, viewer_payload
 
 if TYPE_CHECKING:
     from brats_plugin.inference.segmenter import Segmenter
@@ -65,7 +65,7 @@ class CaseProcessor:
         report("exporting", 0.7)
         export = load_export_case(case, mask, segmentation.release)
         display = display_volume(export)  # once, for the viewer data and the exports' pictures
-        nifti.write_bytes_atomic(viewer_payload(display), results / RESULT_FILES["viewer-data"][1])
+        files.write_bytes_atomic(viewer_payload(display), results / RESULT_FILES["viewer-data"][1])
         written = write_exports(export, results, JOB_EXPORTS, display=display, stem=RESULT_STEM)
         try:
             zip_folder(written["dicom"], results / RESULT_FILES["dicom.zip"][1])
@@ -76,7 +76,7 @@ class CaseProcessor:
 
 def zip_folder(folder: Path, archive: Path) -> None:
     """Write every file below ``folder`` into a zip (paths relative to it), atomically."""
-    with nifti.atomic_path(archive) as temporary, zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as packed:
+    with files.atomic_path(archive) as temporary, zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as packed:
         for path in sorted(folder.rglob("*")):
             if path.is_file():
                 packed.write(path, path.relative_to(folder).as_posix())

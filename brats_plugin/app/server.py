@@ -26,6 +26,7 @@ import contextlib
 import secrets
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -41,8 +42,8 @@ from brats_plugin.app.results import RESULT_FILES, download_name
 from brats_plugin.app.uploads import UploadedFile, base_name, store_upload
 from brats_plugin.cases import identify_file
 from brats_plugin.errors import BratsInputError
+from brats_plugin.export.viewer import SERVED_ASSETS, VIEWER_ASSETS
 from brats_plugin.releases import SEQUENCES
-from brats_plugin.inference.export.viewer import SERVED_ASSETS, VIEWER_ASSETS
 
 TOKEN_COOKIE = "brats_token"
 #: Host names a server without a token answers to (it listens on loopback only).
@@ -62,108 +63,11 @@ class AppSettings:
 
 
 def create_app(store: JobStore, runner: JobRunner, settings: AppSettings) -> Starlette:
-    """The ASGI application over a job store and runner (started and stopped with the app)."""
-    uploads_at_once = asyncio.Semaphore(UPLOADS_AT_ONCE)
+    """The ASGI application over a job store and runner (started and stopped with the app).
 
-    async def home(request: Request) -> Response:
-        given = request.query_params.get("token")
-        if settings.token and given and secrets.compare_digest(given.encode(), settings.token.encode()):
-            response = RedirectResponse("/", status_code=303)
-            response.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="strict")
-            return response
-        return _page("index.html")
-
-    async def job_page(request: Request) -> Response:
-        try:
-            store.folder(request.path_params["job_id"])
-        except KeyError:
-            return PlainTextResponse("no such job (it may have expired)", status_code=404)
-        return _page("job.html")
-
-    async def submit(request: Request) -> Response:
-        async with uploads_at_once:  # bounds the memory that uploads being checked hold
-            async with request.form(max_files=8, max_fields=16) as form:
-                files = [f for f in form.getlist("files") if hasattr(f, "read")]
-                uploads = [UploadedFile(str(f.filename or "unnamed"), await f.read()) for f in files]
-                chosen = [str(s) or None for s in form.getlist("sequence")]
-                case_id = str(form.get("case_id") or "") or None
-            if chosen and len(chosen) != len(uploads):
-                return _error(f"{len(chosen)} sequence choices for {len(uploads)} files")
-            uploads = [UploadedFile(u.name, u.data, s) for u, s in zip(uploads, chosen or [None] * len(uploads))]
-            job_id = store.create(state=RECEIVING)
-            try:
-                case = await run_in_threadpool(store_upload, uploads, store.folder(job_id) / "inputs",
-                                               case_id=case_id, max_unpacked_bytes=4 * settings.max_upload_bytes)
-                store.update(job_id, state=QUEUED, stage=QUEUED, case_id=case.case_id,
-                             inputs={s: p.name for s, p in case.sequences.items()})
-                runner.submit(job_id)
-            except BratsInputError as error:
-                store.discard(job_id)
-                return _error(str(error))
-            except QueueFull as error:
-                store.discard(job_id)
-                return JSONResponse({"error": str(error)}, status_code=503)
-            except BaseException:
-                store.discard(job_id)
-                raise
-        return JSONResponse({"id": job_id, "status_url": f"/api/jobs/{job_id}", "page_url": f"/jobs/{job_id}"},
-                            status_code=202)
-
-    async def status(request: Request) -> Response:
-        try:
-            current = store.status(request.path_params["job_id"])
-        except KeyError:
-            return JSONResponse({"error": "no such job (it may have expired)"}, status_code=404)
-        public = {k: current[k] for k in ("id", "state", "stage", "progress", "case_id", "error", "volumes",
-                                          "release") if k in current}
-        if current["state"] == "done":
-            public["downloads"] = {name: f"/api/jobs/{current['id']}/files/{name}" for name in RESULT_FILES}
-        public["waiting"] = runner.waiting
-        return JSONResponse(public)
-
-    async def result(request: Request) -> Response:
-        name = request.path_params["name"]
-        try:
-            folder = store.folder(request.path_params["job_id"])
-            current = store.status(request.path_params["job_id"])
-        except KeyError:
-            return JSONResponse({"error": "no such job (it may have expired)"}, status_code=404)
-        if name not in RESULT_FILES or current["state"] != "done":
-            return JSONResponse({"error": f"no result {name!r} for this job"}, status_code=404)
-        media_type, file_name = RESULT_FILES[name]
-        return FileResponse(folder / "results" / file_name, media_type=media_type,
-                            filename=download_name(current.get("case_id", "case"), name))
-
-    async def viewer_asset(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name not in SERVED_ASSETS:
-            return PlainTextResponse("not found", status_code=404)
-        return FileResponse(VIEWER_ASSETS / name)
-
-    async def preview(request: Request) -> Response:
-        return JSONResponse({"id": settings.preview_job})
-
-    async def recognise(request: Request) -> Response:
-        try:
-            names = (await request.json())["names"]
-            names = [str(n) for n in names] if isinstance(names, list) else None
-        except (ValueError, KeyError, TypeError):
-            names = None
-        if names is None:
-            return _error('expected JSON {"names": [file names]}')
-        return JSONResponse({"sequences": [_recognised(n) for n in names], "choices": list(SEQUENCES)})
-
-    routes = [
-        Route("/", home),
-        Route("/jobs/{job_id}", job_page),
-        Route("/api/jobs", submit, methods=["POST"]),
-        Route("/api/jobs/{job_id}", status),
-        Route("/api/jobs/{job_id}/files/{name}", result),
-        Route("/api/preview", preview),
-        Route("/api/recognise", recognise, methods=["POST"]),
-        Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
-        Route("/viewer/{name}", viewer_asset),
-    ]
+    The handlers below read what they share from ``app.state``: ``store``, ``runner``, ``settings`` and
+    ``uploads_at_once`` (a semaphore bounding the memory that uploads being checked hold).
+    """
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         runner.start()
@@ -172,13 +76,140 @@ def create_app(store: JobStore, runner: JobRunner, settings: AppSettings) -> Sta
         finally:
             runner.stop()
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers={NoSuchJob: _no_such_job})
+    app.state.store, app.state.runner, app.state.settings = store, runner, settings
+    app.state.uploads_at_once = asyncio.Semaphore(UPLOADS_AT_ONCE)
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
     if settings.token:
         app.add_middleware(TokenRequired, token=settings.token)
     else:  # only this machine may call: refuse other Host names (DNS rebinding from a web page)
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_NAMES)
     return app
+
+
+# ---- handlers ---------------------------------------------------------------------------------------
+
+class NoSuchJob(Exception):
+    """The job a request names does not exist (never did, or expired): answered 404."""
+
+
+def _job(request: Request) -> tuple[Path, dict]:
+    """The folder and status of the job the request's path names; :class:`NoSuchJob` if there is none."""
+    store: JobStore = request.app.state.store
+    try:
+        job_id = request.path_params["job_id"]
+        return store.folder(job_id), store.status(job_id)
+    except (KeyError, FileNotFoundError):  # unknown, or deleted as we looked
+        raise NoSuchJob from None
+
+
+async def _no_such_job(request: Request, error: Exception) -> Response:
+    message = "no such job (it may have expired)"
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": message}, status_code=404)
+    return PlainTextResponse(message, status_code=404)
+
+
+async def home(request: Request) -> Response:
+    token = request.app.state.settings.token
+    given = request.query_params.get("token")
+    if token and given and secrets.compare_digest(given.encode(), token.encode()):
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="strict")
+        return response
+    return _page("index.html")
+
+
+async def job_page(request: Request) -> Response:
+    _job(request)
+    return _page("job.html")
+
+
+async def submit(request: Request) -> Response:
+    store: JobStore = request.app.state.store
+    settings: AppSettings = request.app.state.settings
+    async with request.app.state.uploads_at_once:
+        async with request.form(max_files=8, max_fields=16) as form:
+            files = [f for f in form.getlist("files") if hasattr(f, "read")]
+            uploads = [UploadedFile(str(f.filename or "unnamed"), await f.read()) for f in files]
+            chosen = [str(s) or None for s in form.getlist("sequence")]
+            case_id = str(form.get("case_id") or "") or None
+        if chosen and len(chosen) != len(uploads):
+            return _error(f"{len(chosen)} sequence choices for {len(uploads)} files")
+        uploads = [UploadedFile(u.name, u.data, s) for u, s in zip(uploads, chosen or [None] * len(uploads))]
+        job_id = store.create(state=RECEIVING)
+        try:
+            case = await run_in_threadpool(store_upload, uploads, store.folder(job_id) / "inputs",
+                                           case_id=case_id, max_unpacked_bytes=4 * settings.max_upload_bytes)
+            store.update(job_id, state=QUEUED, stage=QUEUED, case_id=case.case_id,
+                         inputs={s: p.name for s, p in case.sequences.items()})
+            request.app.state.runner.submit(job_id)
+        except BratsInputError as error:
+            store.discard(job_id)
+            return _error(str(error))
+        except QueueFull as error:
+            store.discard(job_id)
+            return JSONResponse({"error": str(error)}, status_code=503)
+        except BaseException:
+            store.discard(job_id)
+            raise
+    return JSONResponse({"id": job_id, "status_url": f"/api/jobs/{job_id}", "page_url": f"/jobs/{job_id}"},
+                        status_code=202)
+
+
+async def status(request: Request) -> Response:
+    _, current = _job(request)
+    public = {k: current[k] for k in ("id", "state", "stage", "progress", "case_id", "error", "volumes",
+                                      "release") if k in current}
+    if current["state"] == "done":
+        public["downloads"] = {name: f"/api/jobs/{current['id']}/files/{name}" for name in RESULT_FILES}
+    public["waiting"] = request.app.state.runner.waiting
+    return JSONResponse(public)
+
+
+async def result(request: Request) -> Response:
+    folder, current = _job(request)
+    name = request.path_params["name"]
+    if name not in RESULT_FILES or current["state"] != "done":
+        return JSONResponse({"error": f"no result {name!r} for this job"}, status_code=404)
+    media_type, file_name = RESULT_FILES[name]
+    return FileResponse(folder / "results" / file_name, media_type=media_type,
+                        filename=download_name(current.get("case_id", "case"), name))
+
+
+async def viewer_asset(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in SERVED_ASSETS:
+        return PlainTextResponse("not found", status_code=404)
+    return FileResponse(VIEWER_ASSETS / name)
+
+
+async def preview(request: Request) -> Response:
+    return JSONResponse({"id": request.app.state.settings.preview_job})
+
+
+async def recognise(request: Request) -> Response:
+    try:
+        names = (await request.json())["names"]
+        names = [str(n) for n in names] if isinstance(names, list) else None
+    except (ValueError, KeyError, TypeError):
+        names = None
+    if names is None:
+        return _error('expected JSON {"names": [file names]}')
+    return JSONResponse({"sequences": [_recognised(n) for n in names], "choices": list(SEQUENCES)})
+
+
+ROUTES = [
+    Route("/", home),
+    Route("/jobs/{job_id}", job_page),
+    Route("/api/jobs", submit, methods=["POST"]),
+    Route("/api/jobs/{job_id}", status),
+    Route("/api/jobs/{job_id}/files/{name}", result),
+    Route("/api/preview", preview),
+    Route("/api/recognise", recognise, methods=["POST"]),
+    Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
+    Route("/viewer/{name}", viewer_asset),
+]
 
 
 def _page(name: str) -> Response:

@@ -16,7 +16,7 @@ from brats_plugin.app.server import AppSettings, create_app
 from brats_plugin.app.uploads import UploadedFile, store_upload
 from brats_plugin.cases import Case, find_case
 from brats_plugin.errors import BratsInputError
-from brats_plugin.nifti import check_writable, make_folder
+from brats_plugin.files import prepare_output_folder
 from brats_plugin.releases import DEFAULT_RELEASE
 
 #: The synthetic preview case: small enough to segment in seconds on a CPU.
@@ -49,9 +49,7 @@ def check_options(*, workers: int, max_upload_mb: float, retention_hours: float,
             raise BratsInputError(f"{option} {value:g}: must be positive")
     if preview:
         find_case(preview)
-    folder = make_folder(Path(data_folder).resolve(), "cannot keep the app's jobs here")
-    check_writable(folder, "cannot keep the app's jobs here")
-    return folder
+    return prepare_output_folder(Path(data_folder).resolve(), "cannot keep the app's jobs here")
 
 
 def build_app(segmenter, data_folder: str | os.PathLike, *, workers: int = 1, max_upload_mb: float = 200,

@@ -20,6 +20,7 @@ from pathlib import Path
 from brats_plugin import nifti
 from brats_plugin.cases import Case, case_from_files, case_id_from_file_name, identify_file, read_case_voxels
 from brats_plugin.errors import BratsInputError
+from brats_plugin.files import write_bytes_atomic
 from brats_plugin.releases import SEGMENTATION, SEQUENCES
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -62,7 +63,7 @@ def store_upload(files: list[UploadedFile], folder: str | Path, *, max_unpacked_
         ending, unpacked = _nifti_ending(upload, budget)
         budget -= unpacked
         paths[sequence] = folder / f"{sequence}{ending}"
-        nifti.write_bytes_atomic(upload.data, paths[sequence])
+        write_bytes_atomic(upload.data, paths[sequence])
     case = case_from_files(paths, safe_case_id(case_id or case_id_from_file_name(base_name(by_sequence["T1"].name))))
     try:
         read_case_voxels(case)

@@ -23,10 +23,12 @@ import numpy as np
 from isal import igzip
 from tqdm import tqdm
 
-from brats_plugin import cases as case_io, nifti
-from brats_plugin.version import __version__
+from brats_plugin import cases as case_io
+from brats_plugin import files, nifti
 from brats_plugin.errors import BratsInputError
-from brats_plugin.releases import SEQUENCES, Release, get_release
+from brats_plugin.release_choice import resolve_release
+from brats_plugin.releases import SEQUENCES, Release
+from brats_plugin.version import __version__
 
 R = TypeVar("R")
 
@@ -120,7 +122,7 @@ def convert_release(source: str | os.PathLike, dataset_id: int, *, name: str | N
         raise BratsInputError(f"--name {name!r}: use letters, digits, '_' and '-' only")
     target = raw / dataset_folder_name(dataset_id, name)
     _check_dataset_id_free(dataset_id, target)
-    nifti.check_writable(raw)
+    files.prepare_output_folder(raw)
     file_ending = _file_ending([p for case in training + testing for p in case.files])
     plans = [_CasePlan(case, target / "imagesTr", target / "labelsTr", file_ending) for case in training]
     plans += [_CasePlan(case, target / "imagesTs", None, file_ending) for case in testing]
@@ -150,21 +152,13 @@ def convert_release(source: str | os.PathLike, dataset_id: int, *, name: str | N
 # ---- choosing the release ---------------------------------------------------------------------------
 
 def _choose_release(requested: str, training: list[case_io.Case], jobs: int, source: str) -> Release:
-    if requested != "auto":
-        chosen = get_release(requested)
-        case_io.check_release_fits_names(chosen, [c.case_id for c in training])
-        return chosen
-    candidates = case_io.releases_for_case_ids([c.case_id for c in training])
-    if all(case_io.same_conventions(candidates[0], other) for other in candidates):
-        return case_io.narrow_by_labels(candidates, set(), source)
-    seen: set[int] = set()
-    for case, present in zip(training, _run_parallel(_labels_in_segmentation, [(c.segmentation,) for c in training],
-                                                     jobs, False, "reading labels")):
-        if not any(set(present) <= set(r.label_values) for r in candidates):
-            raise BratsInputError(f"{case.segmentation}: labels {present} fit no BraTS release named like "
-                                  f"{case.case_id} ({', '.join(r.key for r in candidates)})")
-        seen.update(present)
-    return case_io.narrow_by_labels(candidates, seen, source)
+    """The release of the training cases (:func:`resolve_release`); labels are read in parallel if needed."""
+    def labels_found():
+        present = _run_parallel(_labels_in_segmentation, [(c.segmentation,) for c in training], jobs, False,
+                                "reading labels")
+        return zip((c.segmentation for c in training), present)
+
+    return resolve_release(requested, [c.case_id for c in training], source, labels_found, assume_default=False)
 
 
 def _labels_in_segmentation(path: Path) -> list[int]:
@@ -192,7 +186,7 @@ def _file_ending(files: Iterable[Path]) -> str:
     return ".nii" if all(nifti.nifti_ending(p.name) == ".nii" for p in files) else ".nii.gz"
 
 
-def _check_no_stale_cases(target: Path, plans: list["_CasePlan"]) -> None:
+def _check_no_stale_cases(target: Path, plans: list[_CasePlan]) -> None:
     """Refuse to resume into a dataset folder that holds cases the source does not have."""
     if not target.is_dir():
         if target.exists():
@@ -237,7 +231,7 @@ def _write_dataset_json(target: Path, release: Release, regions: bool, num_train
         "licence": "see the BraTS release's data use agreement",
         BRATS_KEY: brats_block(release, regions),
     }
-    nifti.write_bytes_atomic((json.dumps(dataset, indent=2) + "\n").encode(), target / "dataset.json")
+    files.write_bytes_atomic((json.dumps(dataset, indent=2) + "\n").encode(), target / "dataset.json")
 
 
 def brats_block(release: Release, regions: bool) -> dict:
@@ -285,10 +279,10 @@ class _CasePlan:
             for folder in (self.images, self.labels):
                 if folder is not None:
                     folder.mkdir(parents=True, exist_ok=True)
-                    nifti.remove_partial_files(folder)
+                    files.remove_partial_files(folder)
             if target is not None:
                 data = label_file if self.file_ending == ".nii.gz" else igzip.decompress(label_file)
-                nifti.write_bytes_atomic(data, target)
+                files.write_bytes_atomic(data, target)
             placed = []
             for sequence, target in zip(SEQUENCES, self.image_targets()):
                 placed.append(nifti.place_file(self.case.sequences[sequence], target))

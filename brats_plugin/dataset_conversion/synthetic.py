@@ -21,7 +21,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from brats_plugin import nifti
+from brats_plugin import files, nifti
 from brats_plugin.errors import BratsInputError
 from brats_plugin.releases import SEGMENTATION, SEQUENCES, Release, get_release
 
@@ -140,7 +140,7 @@ def synthesize_case(release: Release, case_id: str, *, shape: tuple[int, int, in
 def write_case(case: SyntheticCase, release: Release, root: str | os.PathLike,
                subfolder: str = "", with_segmentation: bool = True) -> Path:
     """Write a phantom in ``release``'s layout and naming below ``root``; return the case folder."""
-    folder = nifti.make_folder(Path(root) / subfolder / case.case_id)
+    folder = files.make_folder(Path(root) / subfolder / case.case_id)
     header = nib.Nifti1Header()
     header.set_xyzt_units("mm", "sec")
     arrays = dict(case.images)

@@ -15,7 +15,12 @@ from brats_plugin.evaluation.case import evaluate_case
 from brats_plugin.evaluation.folders import evaluate_folders
 from brats_plugin.evaluation.lesionwise import LESION_PENALTY_MM, LesionwiseMetrics, lesionwise_metrics
 from brats_plugin.evaluation.metrics import (
-    EMPTY_MASK_HD95_MM, MaskMetrics, generalized_dice_score, hausdorff95, mask_metrics, surface_distances,
+    EMPTY_MASK_HD95_MM,
+    MaskMetrics,
+    generalized_dice_score_of_label_counts,
+    hausdorff95,
+    mask_metrics,
+    surface_distances,
     voxel_spacing,
 )
 from brats_plugin.evaluation.pairing import Pairing, case_id_of_mask, pair_masks
@@ -24,7 +29,7 @@ from brats_plugin.evaluation.result import CaseEvaluation, EvaluationResult
 
 __all__ = [
     "evaluate_case", "evaluate_folders", "LESION_PENALTY_MM", "LesionwiseMetrics", "lesionwise_metrics",
-    "EMPTY_MASK_HD95_MM", "MaskMetrics", "generalized_dice_score", "hausdorff95", "mask_metrics",
+    "EMPTY_MASK_HD95_MM", "MaskMetrics", "generalized_dice_score_of_label_counts", "hausdorff95", "mask_metrics",
     "surface_distances", "voxel_spacing", "Pairing", "case_id_of_mask", "pair_masks", "format_table",
     "write_report", "CaseEvaluation", "EvaluationResult",
 ]

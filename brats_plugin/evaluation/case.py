@@ -16,7 +16,7 @@ from brats_plugin import nifti
 from brats_plugin.cases import check_image, check_release_labels, labels_present, read_label_values, read_mask
 from brats_plugin.errors import BratsInputError
 from brats_plugin.evaluation.lesionwise import lesionwise_metrics
-from brats_plugin.evaluation.metrics import box_around, generalized_dice_score, mask_metrics
+from brats_plugin.evaluation.metrics import box_around, generalized_dice_score_of_label_counts, mask_metrics
 from brats_plugin.evaluation.pairing import case_id_of_mask
 from brats_plugin.evaluation.result import CaseEvaluation, label_row
 from brats_plugin.releases import Release
@@ -41,7 +41,7 @@ def evaluate_case(prediction: str | os.PathLike, reference: str | os.PathLike, r
     """
     if lesionwise and release.lesionwise is None:
         raise BratsInputError(f"BraTS {release.key} has no lesion-wise parameters (lesion-wise metrics start "
-                              "with BraTS 2023); choose a 2023 or 2024 release (--labels)")
+                              "with BraTS 2023); choose a 2023 or 2024 release (--release)")
     prediction, reference = Path(prediction), Path(reference)
     predicted, referenced, affine = read_masks(prediction, reference)
     total = referenced.size
@@ -63,4 +63,4 @@ def evaluate_case(prediction: str | os.PathLike, reference: str | os.PathLike, r
         counts.append([np.count_nonzero(in_prediction & in_reference), np.count_nonzero(in_prediction),
                        np.count_nonzero(in_reference)])
     return CaseEvaluation(case_id or case_id_of_mask(reference.name), prediction, reference, metrics,
-                          generalized_dice_score(*np.array(counts).T), lesions)
+                          generalized_dice_score_of_label_counts(*np.array(counts).T), lesions)

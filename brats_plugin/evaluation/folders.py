@@ -11,28 +11,27 @@ import warnings
 from dataclasses import replace
 from typing import Callable
 
-from brats_plugin import nifti
-from brats_plugin.cases import (
-    BratsWarning, check_release_fits_names, labels_present, read_label_values, release_of_labels,
-    releases_for_case_ids, same_conventions,
-)
+from brats_plugin import files
+from brats_plugin.cases import labels_present, read_label_values
+from brats_plugin.errors import BratsWarning
 from brats_plugin.evaluation.case import evaluate_case
 from brats_plugin.evaluation.pairing import Pairing, pair_masks
 from brats_plugin.evaluation.report import write_report
 from brats_plugin.evaluation.result import EvaluationResult
-from brats_plugin.releases import Release, get_release
+from brats_plugin.release_choice import resolve_release
+from brats_plugin.releases import Release
 
 
 def evaluate_folders(prediction: str | os.PathLike, reference: str | os.PathLike,
                      output: str | os.PathLike | None, release: str | Release | None = None,
-                     lesionwise: bool = False, progress: Callable[[str], None] | None = None) -> EvaluationResult:
+                     lesionwise: bool = False, on_case: Callable[[str], None] | None = None) -> EvaluationResult:
     """Evaluate predicted masks against reference masks; write ``cases.csv`` and ``summary.json`` to ``output``.
 
     ``prediction`` and ``reference``: mask files or folders (see :mod:`~brats_plugin.evaluation.pairing`);
     cases found on one side only are listed in the result (and the report) with a :class:`BratsWarning`.
     ``output``: the report folder, created if needed (None: write nothing). ``release``: a key such as
     ``"2021"`` or ``"2023-MET"`` (default: told from the case ids and labels). ``lesionwise``: add the
-    BraTS 2023 lesion-wise Dice and HD95. ``progress`` receives each case id before it is evaluated.
+    BraTS 2023 lesion-wise Dice and HD95. ``on_case`` receives each case id before it is evaluated.
 
     Example:
         >>> result = evaluate_folders("predictions/", "BraTS2021_Training/", "report/")  # doctest: +SKIP
@@ -41,8 +40,7 @@ def evaluate_folders(prediction: str | os.PathLike, reference: str | os.PathLike
     """
     pairing = pair_masks(prediction, reference)
     if output is not None:
-        nifti.check_writable(nifti.make_folder(output, "cannot create the report folder"),
-                             "cannot write the report there")
+        files.prepare_output_folder(output, "cannot write the report there")
     chosen = _chosen_release(pairing, release, reference)
     for side, missing in (("prediction", pairing.prediction_only), ("reference", pairing.reference_only)):
         if missing:
@@ -50,8 +48,8 @@ def evaluate_folders(prediction: str | os.PathLike, reference: str | os.PathLike
                           BratsWarning, stacklevel=2)
     cases = []
     for case_id, (predicted, referenced) in pairing.pairs.items():
-        if progress:
-            progress(case_id)
+        if on_case:
+            on_case(case_id)
         cases.append(evaluate_case(predicted, referenced, chosen, lesionwise=lesionwise, case_id=case_id))
     result = EvaluationResult(chosen, cases, pairing.prediction_only, pairing.reference_only, pairing.skipped,
                               lesionwise)
@@ -59,17 +57,10 @@ def evaluate_folders(prediction: str | os.PathLike, reference: str | os.PathLike
 
 
 def _chosen_release(pairing: Pairing, release: str | Release | None, reference: str | os.PathLike) -> Release:
-    """The given release (checked against BraTS-style case ids), or the one the ids and labels tell."""
-    case_ids = list(pairing.pairs)
-    if release is not None:
-        chosen = get_release(release) if isinstance(release, str) else release
-        check_release_fits_names(chosen, case_ids)
-        return chosen
-    candidates = releases_for_case_ids(case_ids)
-    if all(same_conventions(candidate, candidates[0]) for candidate in candidates):
-        return candidates[0]  # the names alone decide (e.g. BraTS2021_* or BraTS-MET-*): no need to read
-    found: set[int] = set()
-    for paths in pairing.pairs.values():
-        for path in paths:
-            found.update(labels_present(read_label_values(path)))
-    return release_of_labels(case_ids, found, reference)
+    """The release of the paired masks (:func:`resolve_release`), reading their labels only if needed."""
+    def labels_found():
+        for paths in pairing.pairs.values():
+            for path in paths:
+                yield path, labels_present(read_label_values(path))
+
+    return resolve_release(release, list(pairing.pairs), reference, labels_found, assume_default=True)

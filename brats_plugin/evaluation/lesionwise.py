@@ -27,8 +27,8 @@ import cc3d
 import numpy as np
 from scipy import ndimage
 
-from brats_plugin.evaluation.metrics import box_around, hausdorff95, voxel_spacing
-from brats_plugin.inference.volumes import voxel_volume_ml
+from brats_plugin.evaluation.metrics import hausdorff95
+from brats_plugin.geometry import box_around, voxel_spacing, voxel_volume_ml
 from brats_plugin.releases import LesionwiseParameters
 
 #: Dice 0 and this HD95 (mm) for every missed lesion and every false-positive component.

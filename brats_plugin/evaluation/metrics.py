@@ -27,15 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from brats_plugin.cases import nonzero_box
-from brats_plugin.inference.volumes import voxel_spacing, voxel_volume_ml
+from brats_plugin.geometry import box_around, voxel_spacing, voxel_volume_ml
 
 #: HD95 when exactly one of the masks is empty: sqrt(240^2 + 240^2 + 155^2) mm, the legacy BraTS value.
 EMPTY_MASK_HD95_MM = 373.13
 #: Surface voxels are those with a face neighbour (6-neighbourhood) outside the mask, as in medpy/panoptica.
 SURFACE_STRUCTURE = ndimage.generate_binary_structure(3, 1)
-
-Box = tuple[slice, slice, slice]
 
 
 @dataclass(frozen=True)
@@ -48,14 +45,6 @@ class MaskMetrics:
     specificity: float
     volume_pred_ml: float
     volume_ref_ml: float
-
-
-def box_around(mask: np.ndarray, margin: int) -> Box | None:
-    """The bounding box of a mask's non-zero voxels grown by ``margin`` voxels (within the array), or None."""
-    box = nonzero_box(mask)
-    if box is None:
-        return None
-    return tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, mask.shape))
 
 
 def surface(mask: np.ndarray) -> np.ndarray:
@@ -127,7 +116,8 @@ def mask_metrics(prediction: np.ndarray, reference: np.ndarray, affine: np.ndarr
                        predicted * voxel_ml, referenced * voxel_ml)
 
 
-def generalized_dice_score(intersection: np.ndarray, predicted: np.ndarray, referenced: np.ndarray) -> float:
+def generalized_dice_score_of_label_counts(intersection: np.ndarray, predicted: np.ndarray,
+                                           referenced: np.ndarray) -> float:
     """The generalised Dice score (Sudre et al. 2017) from per-label voxel counts (one entry per label).
 
         GDS = 2 sum_l w_l |P_l & R_l| / sum_l w_l (|P_l| + |R_l|),   w_l = 1 / |R_l|^2

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from brats_plugin import nifti
+from brats_plugin import files
 from brats_plugin.evaluation.result import GDS_ROW, LESIONWISE_METRICS, METRICS, EvaluationResult
 
 CASES_CSV = "cases.csv"
@@ -51,8 +51,8 @@ def summary(result: EvaluationResult) -> dict:
 def write_report(result: EvaluationResult, folder: str | os.PathLike) -> dict[str, Path]:
     """Write ``cases.csv`` and ``summary.json`` into an existing ``folder``; return their paths."""
     paths = {CASES_CSV: Path(folder) / CASES_CSV, SUMMARY_JSON: Path(folder) / SUMMARY_JSON}
-    nifti.write_bytes_atomic(cases_csv(result).encode(), paths[CASES_CSV])
-    nifti.write_bytes_atomic((json.dumps(summary(result), indent=2) + "\n").encode(), paths[SUMMARY_JSON])
+    files.write_bytes_atomic(cases_csv(result).encode(), paths[CASES_CSV])
+    files.write_bytes_atomic((json.dumps(summary(result), indent=2) + "\n").encode(), paths[SUMMARY_JSON])
     return paths
 
 

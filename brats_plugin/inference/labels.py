@@ -17,12 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brats_plugin.errors import BratsInputError
+from brats_plugin.errors import AssumedConventionWarning, BratsInputError, IncompatibleModelError
 from brats_plugin.releases import DEFAULT_RELEASE, Release, get_release
-
-
-class AssumedConventionWarning(UserWarning):
-    """The model does not say which BraTS release it was trained on; nnU-Net's convention is assumed."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +38,9 @@ def model_release(dataset_json: dict, source: str) -> Release:
     if isinstance(block, dict) and block.get("release"):
         return get_release(str(block["release"]))
     if not _has_nnunet_brats_labels(dataset_json):
-        raise BratsInputError(f"{source}: dataset.json names no BraTS release (no \"brats\" block) and its labels "
-                              f"{dataset_json.get('labels')} are not nnU-Net's BraTS convention; convert the "
-                              "training data with brats convert")
+        raise IncompatibleModelError(f"{source}: dataset.json names no BraTS release (no \"brats\" block) and its "
+                                     f"labels {dataset_json.get('labels')} are not nnU-Net's BraTS convention; "
+                                     "convert the training data with brats convert")
     warnings.warn(f"{source}: dataset.json names no BraTS release; assuming nnU-Net's BraTS convention "
                   f"(edema 1, non-enhancing core 2, enhancing 3), output in BraTS {DEFAULT_RELEASE} labels",
                   AssumedConventionWarning, stacklevel=2)
@@ -72,7 +68,7 @@ def label_map(trained: Release, output: Release) -> LabelMap:
     for label in trained.labels:
         target = output.label_of_tissue(label.tissue)
         if target is None:
-            raise BratsInputError(f"--labels {output.key}: BraTS {output.key} has no label for "
+            raise BratsInputError(f"--release {output.key}: BraTS {output.key} has no label for "
                                   f"{label.name}, which this model ({trained.title}) predicts")
         table[label.nnunet] = target.value
     return LabelMap(table)

@@ -14,12 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from brats_plugin import files
 from brats_plugin.errors import BratsInputError
 
 #: ``--checkpoint`` choices and the file nnU-Net writes for each.
@@ -99,25 +98,19 @@ def unpack_zip(archive: Path, cache: Path) -> Path:
     target = cache / digest.hexdigest()[:16]
     if target.is_dir():
         return target
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=cache))
-    except OSError as error:
-        raise BratsInputError(f"{cache}: cannot unpack the model here ({error.strerror or error})") from None
-    try:
-        with zipfile.ZipFile(archive) as bundle:
-            for member in bundle.namelist():
-                if not (staging / member).resolve().is_relative_to(staging.resolve()):
-                    raise BratsInputError(f"{archive}: member {member} would unpack outside its folder")
-            bundle.extractall(staging)
-        os.replace(staging, target)
-    except zipfile.BadZipFile as error:
-        raise BratsInputError(f"{archive}: not a model folder or a readable zip ({error})") from None
-    except OSError as error:
-        if not target.is_dir():  # another process may have unpacked the same zip meanwhile
-            raise BratsInputError(f"{archive}: cannot unpack ({error.strerror or error})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with files.staging_folder(target) as staging:
+        try:
+            with zipfile.ZipFile(archive) as bundle:
+                for member in bundle.namelist():
+                    if not (staging / member).resolve().is_relative_to(staging.resolve()):
+                        raise BratsInputError(f"{archive}: member {member} would unpack outside its folder")
+                bundle.extractall(staging)
+            os.replace(staging, target)
+        except zipfile.BadZipFile as error:
+            raise BratsInputError(f"{archive}: not a model folder or a readable zip ({error})") from None
+        except OSError as error:
+            if not target.is_dir():  # another process may have unpacked the same zip meanwhile
+                raise BratsInputError(f"{archive}: cannot unpack ({error.strerror or error})") from None
     return target
 
 
@@ -128,7 +121,8 @@ def _find_results_folder(root: Path, given: Path) -> Path:
         for p in root.glob(depth) if _is_results_folder(p.parent))
     if not candidates:
         raise BratsInputError(f"{given}: not an nnU-Net model (no plans.json and dataset.json beside fold_* "
-                              "folders); pass a results folder such as Dataset501_X/nnUNetTrainerGDL__nnUNetPlans__3d_fullres")
+                              "folders); pass a results folder such as "
+                              "Dataset501_X/nnUNetTrainerGDL__nnUNetPlans__3d_fullres")
     if len(candidates) > 1:
         preferred = [c for c in candidates if c.name.endswith(f"__{PREFERRED_CONFIGURATION}")]
         if len(preferred) != 1:

@@ -23,11 +23,12 @@ from tqdm import tqdm
 from brats_plugin import nifti
 from brats_plugin.cases import Case, case_from_files, check_case_headers, find_case, find_cases
 from brats_plugin.errors import BratsInputError
-from brats_plugin.inference.export.case import load_export_case
-from brats_plugin.inference.export.formats import ExportRequest
+from brats_plugin.export.case import load_export_case
+from brats_plugin.export.formats import ExportRequest
+from brats_plugin.files import prepare_output_folder, write_bytes_atomic
 from brats_plugin.inference.segmenter import Segmentation, Segmenter
-from brats_plugin.inference.volumes import Volumes, write_volumes_csv
 from brats_plugin.version import __version__
+from brats_plugin.volumes import Volumes, write_volumes_csv
 
 VOLUMES_CSV = "volumes.csv"
 #: Marks the per-case JSON files this module writes (and reads back for ``volumes.csv``).
@@ -73,19 +74,11 @@ def shard(cases: list[Case], num_parts: int, part_id: int) -> list[Case]:
     return sorted(cases, key=lambda case: case.case_id)[part_id::num_parts]
 
 
-def prepare_output(folder: str | os.PathLike) -> Path:
-    """Create the output folder and prove it writable (a one-line error now, not after an hour)."""
-    wording = "cannot write the output here"
-    folder = nifti.make_folder(folder, wording)
-    nifti.check_writable(folder, wording)
-    return folder  # hidden partial files are not removed: another shard may be writing them
-
-
 def check_inputs(cases: list[Case], output: str | os.PathLike) -> Path:
     """Every case's names and headers, and the output folder, checked before a model is loaded."""
     for case in cases:
         check_case_headers(case)
-    return prepare_output(output)
+    return prepare_output_folder(output)
 
 
 def predict_cases(cases: list[Case], output: str | os.PathLike, segmenter: Segmenter, *,
@@ -99,7 +92,7 @@ def predict_cases(cases: list[Case], output: str | os.PathLike, segmenter: Segme
     Each case is validated when it is read; call :func:`check_inputs` before loading the model to
     refuse a bad case of a batch before any work.
     """
-    output = prepare_output(output)
+    output = prepare_output_folder(output)
     todo = [c for c in cases if not (skip_existing and _outputs_exist(output, c.case_id, probabilities, exports))]
     skipped = [c.case_id for c in cases if c not in todo]
     written: list[str] = []
@@ -163,4 +156,4 @@ def _write_report(folder: Path, case: Case, segmentation: Segmentation, segmente
     }
     if segmentation.channel_names:
         report["probability_channels"] = list(segmentation.channel_names)
-    nifti.write_bytes_atomic((json.dumps(report, indent=2) + "\n").encode(), folder / f"{case.case_id}.json")
+    write_bytes_atomic((json.dumps(report, indent=2) + "\n").encode(), folder / f"{case.case_id}.json")

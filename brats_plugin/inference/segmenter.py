@@ -30,12 +30,12 @@ import torch
 from brats_plugin import nifti
 from brats_plugin.cases import Case, find_case, identify_file, read_case_voxels
 from brats_plugin.devices import resolve_device
-from brats_plugin.errors import BratsInputError
+from brats_plugin.errors import BratsInputError, IncompatibleModelError
 from brats_plugin.inference.labels import label_map, model_release
 from brats_plugin.inference.model import TrainedModel, open_model
 from brats_plugin.inference.settings import TILINGS, WHOLE_BRAIN_BUDGET
-from brats_plugin.inference.volumes import Volumes, measure_volumes
 from brats_plugin.releases import SEQUENCES, Release, get_release
+from brats_plugin.volumes import Volumes, measure_volumes
 
 #: nnU-Net image readers whose arrays are the NIfTI voxel array with its axes reversed.
 AXIS_REVERSING_READERS = ("SimpleITKIO", "NibabelIO")
@@ -84,13 +84,13 @@ class Segmenter:
         mirroring: test-time mirroring (nnU-Net's default; about 8x the work of one pass in 3-D).
         step_size: sliding-window step as a fraction of the patch (nnU-Net's default 0.5).
         tiling: ``"nnunet"`` (planned patches, overlapping) or ``"whole"`` (one pass over the cropped brain).
-        labels: release key of the output labels; None: the model's own release (2021 if unrecorded).
+        release: release (key) of the output labels; None: the model's own release (2021 if unrecorded).
         threads: CPU threads for the network; None leaves torch's setting.
     """
 
     def __init__(self, model: str | os.PathLike, *, folds: list[str] | None = None, checkpoint: str = "final",
                  device: str | torch.device = "auto", mirroring: bool = True, step_size: float = 0.5,
-                 tiling: str = "nnunet", labels: str | None = None, threads: int | None = None):
+                 tiling: str = "nnunet", release: str | None = None, threads: int | None = None):
         if not 0 < step_size <= 1:
             raise BratsInputError(f"--step-size {step_size}: must be in (0, 1]")
         if tiling not in TILINGS:
@@ -103,7 +103,7 @@ class Segmenter:
                                   f"(supported: {', '.join(AXIS_REVERSING_READERS)})")
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.trained_release = model_release(self.model.dataset_json, source)
-        self.release = get_release(labels) if labels else self.trained_release
+        self.release = get_release(release) if release else self.trained_release
         self._label_map = label_map(self.trained_release, self.release)
         self._channels = input_channel_order(self.model.dataset_json, source)
         if threads:
@@ -169,26 +169,28 @@ def input_channel_order(dataset_json: dict, source: str) -> list[int]:
     ordered = [names[k] for k in sorted(names, key=int)]
     sequences = [identify_file(str(name)) for name in ordered]
     if sorted(map(str, sequences)) != sorted(SEQUENCES):
-        raise BratsInputError(f"{source}: model input channels {ordered} are not the four BraTS sequences "
-                              f"({', '.join(SEQUENCES)})")
+        raise IncompatibleModelError(f"{source}: model input channels {ordered} are not the four BraTS sequences "
+                                     f"({', '.join(SEQUENCES)})")
     return [SEQUENCES.index(s) for s in sequences]
 
 
 def _load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, step_size: float, tiling: str):
     """nnU-Net's predictor (or ours with larger tiles) with the model's network and every chosen fold."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from brats_plugin.inference.lean_unet import LeanUNet
-    from brats_plugin.inference.whole_brain import WholeBrainPredictor
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from brats_plugin.inference.lean_unet import LeanUNet
+    from brats_plugin.inference.whole_brain import WholeBrainPredictor
 
     checkpoints = [_load_checkpoint(path) for path in model.checkpoint_files]
     first = checkpoints[0]
     plans_manager = PlansManager(model.plans)
     configuration_manager = plans_manager.get_configuration(first["init_args"]["configuration"])
     if configuration_manager.previous_stage_name:
-        raise BratsInputError(f"{model.folder}: a cascade stage ({first['init_args']['configuration']}) needs the "
-                              "previous stage's predictions; use a 3d_fullres model")
+        stage = first["init_args"]["configuration"]
+        raise IncompatibleModelError(f"{model.folder}: a cascade stage ({stage}) needs the previous stage's "
+                                     "predictions; use a 3d_fullres model")
     trainer = trainer_class(first["trainer_name"], model.folder)
     network = trainer.build_network_architecture(
         plans_manager, configuration_manager,
@@ -201,8 +203,8 @@ def _load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, 
         # copies each fold's weights into the network in turn, so the network needs tensors of its own
         network.load_state_dict(weights[0], assign=len(weights) == 1)
     except RuntimeError as error:
-        raise BratsInputError(f"{model.checkpoint_files[0]}: weights do not fit the planned network "
-                              f"({str(error).splitlines()[0]})") from None
+        raise IncompatibleModelError(f"{model.checkpoint_files[0]}: weights do not fit the planned network "
+                                     f"({str(error).splitlines()[0]})") from None
     options = dict(tile_step_size=step_size, use_gaussian=True, use_mirroring=mirroring,
                    perform_everything_on_device=device.type == "cuda", device=device, verbose=False, allow_tqdm=False)
     with contextlib.redirect_stdout(io.StringIO()):  # it prints a note on every non-CUDA device
@@ -226,8 +228,8 @@ def trainer_class(name: str, folder: Path) -> type:
     try:
         return recursive_find_trainer_class_by_name(name)
     except (RuntimeError, AssertionError):
-        raise BratsInputError(f"{folder}: trained with {name}, a trainer found neither in nnU-Net, nor in "
-                              "brats_plugin, nor in the nnUNet_extTrainer folders") from None
+        raise IncompatibleModelError(f"{folder}: trained with {name}, a trainer found neither in nnU-Net, nor in "
+                                     "brats_plugin, nor in the nnUNet_extTrainer folders") from None
 
 
 def _load_checkpoint(path: Path) -> dict:
@@ -236,7 +238,7 @@ def _load_checkpoint(path: Path) -> dict:
     except Exception as error:  # torch raises many types for a damaged file
         raise BratsInputError(f"{path}: unreadable checkpoint ({str(error).splitlines()[0]})") from None
     if not isinstance(checkpoint, dict) or not {"network_weights", "trainer_name", "init_args"} <= checkpoint.keys():
-        raise BratsInputError(f"{path}: not an nnU-Net checkpoint")
+        raise IncompatibleModelError(f"{path}: not an nnU-Net checkpoint")
     return checkpoint
 
 

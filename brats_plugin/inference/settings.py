@@ -1,4 +1,4 @@
-"""Inference and export settings shared by the library and the command line (plain constants: no heavy imports)."""
+"""Inference settings shared by the library and the command line (plain constants: no heavy imports)."""
 
 #: ``tiling`` choices: nnU-Net's sliding window of planned patches, or the whole brain in one pass
 #: (:mod:`brats_plugin.inference.whole_brain`).
@@ -9,7 +9,3 @@ TILINGS = ("nnunet", "whole")
 WHOLE_BRAIN_BUDGET = 1.6
 #: What ``--fast`` changes (measured: README, "Prediction speed").
 FAST_SETTINGS = {"mirroring": False, "tiling": "whole"}
-
-#: ``brats send``: our AE title when none is given, and seconds to wait for the network and each answer.
-DEFAULT_CALLING_AET = "BRATS"
-DEFAULT_TIMEOUT = 30.0

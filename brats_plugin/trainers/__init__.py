@@ -6,14 +6,19 @@ trainers by name (``brats env`` prints the line; ``brats train`` sets it).
 from pathlib import Path
 
 from brats_plugin.trainers.generalized_dice import (
-    GeneralizedDiceLoss, generalized_dice_score, generalized_dice_score_from_counts,
+    GeneralizedDiceLoss,
+    generalized_dice_score,
+    generalized_dice_score_from_counts,
 )
 from brats_plugin.trainers.nnUNetTrainerGDL import nnUNetTrainerGDL
-from brats_plugin.trainers.nnUNetTrainerGDLCE import nnUNetTrainerGDLCE
 from brats_plugin.trainers.nnUNetTrainerGDL_demo import (
-    nnUNetTrainerDCCE_demo, nnUNetTrainerGDL_demo, nnUNetTrainerGDL_demo_2epochs, nnUNetTrainerGDLCE_demo,
+    nnUNetTrainerDCCE_demo,
+    nnUNetTrainerGDL_demo,
+    nnUNetTrainerGDL_demo_2epochs,
+    nnUNetTrainerGDLCE_demo,
     nnUNetTrainerGDLCE_demo_2epochs,
 )
+from brats_plugin.trainers.nnUNetTrainerGDLCE import nnUNetTrainerGDLCE
 
 #: The folder to put in ``nnUNet_extTrainer``.
 NNUNET_EXT_FOLDER = Path(__file__).resolve().parent / "nnunet_ext"

@@ -3,7 +3,8 @@
 Everything else is nnU-Net's: the planned 3D U-Net, deep supervision (nnU-Net's own weights: this
 trainer only swaps the loss inside nnU-Net's wrapper), augmentation, mixed precision and
 ``torch.compile`` on GPU, the schedule. One addition: the output layers start from a 1 % foreground
-prior (see ``_start_from_foreground_prior``), without which a Dice-type loss alone barely moves at first. Each validation epoch also logs the Dice of every class or
+prior (see ``_start_from_foreground_prior``), without which a Dice-type loss alone barely moves at first.
+Each validation epoch also logs the Dice of every class or
 region and the generalised Dice score, in the training log and in ``validation_metrics.csv`` beside
 nnU-Net's ``progress.png``.
 """
@@ -12,19 +13,20 @@ from __future__ import annotations
 import csv
 import math
 import os
-from typing import List
 
 import numpy as np
 import torch
-from torch import distributed
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.helpers import softmax_helper_dim1
+from torch import distributed
 
 from brats_plugin.devices import default_device
 from brats_plugin.trainers.generalized_dice import (
-    GeneralizedDiceLoss, WeightType, generalized_dice_score_from_counts,
+    GeneralizedDiceLoss,
+    WeightType,
+    generalized_dice_score_from_counts,
 )
 
 METRICS_FILE = "validation_metrics.csv"
@@ -39,7 +41,7 @@ class nnUNetTrainerGDL(nnUNetTrainer):
     weight_type: WeightType = "square"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = default_device()):
+                 device: torch.device = default_device()):  # noqa: B008 (nnU-Net passes a device; a default fits this machine)
         super().__init__(plans, configuration, fold, dataset_json, device)
 
     def initialize(self):
@@ -88,7 +90,7 @@ class nnUNetTrainerGDL(nnUNetTrainer):
             return loss
         return self.generalized_dice_loss()
 
-    def on_validation_epoch_end(self, val_outputs: List[dict]):
+    def on_validation_epoch_end(self, val_outputs: list[dict]):
         super().on_validation_epoch_end(val_outputs)
         tp, fp, fn = self._validation_counts(val_outputs)
         score = generalized_dice_score_from_counts(tp, fp, fn)
@@ -99,7 +101,7 @@ class nnUNetTrainerGDL(nnUNetTrainer):
         if self.local_rank == 0:
             self._append_metrics_row([self.current_epoch, *dice, score])
 
-    def _validation_counts(self, val_outputs: List[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _validation_counts(self, val_outputs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Summed true/false positives and false negatives per class of this epoch, over all ranks."""
         collated = collate_outputs(val_outputs)
         counts = [np.sum(collated[key], 0) for key in ("tp_hard", "fp_hard", "fn_hard")]

@@ -40,7 +40,7 @@ class _SlimDemo:
     schedule = (15, 10, 2)
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = default_device()):
+                 device: torch.device = default_device()):  # noqa: B008 (as nnUNetTrainerGDL's)
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs, self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = self.schedule
 

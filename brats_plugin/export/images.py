@@ -25,13 +25,13 @@ import numpy as np
 from nibabel import orientations
 from PIL import Image, ImageDraw, ImageFont
 
-from brats_plugin import nifti
+from brats_plugin import files
 from brats_plugin.cases import nonzero_box
 from brats_plugin.errors import BratsInputError
-from brats_plugin.inference.export.case import ExportCase
-from brats_plugin.inference.export.legend import colour_table, legend
-from brats_plugin.inference.volumes import Volumes
+from brats_plugin.export.case import ExportCase
+from brats_plugin.export.legend import colour_table, legend
 from brats_plugin.releases import SEQUENCES, Release
+from brats_plugin.volumes import Volumes
 
 #: Percentiles of a sequence's non-zero head voxels that become bytes 0 and 255.
 INTENSITY_PERCENTILES = (0.5, 99.5)
@@ -173,7 +173,7 @@ def display_volume(case: ExportCase) -> DisplayVolume:
         spacing[int(ras_axis)] = case.spacing[file_axis]
     crop = np.eye(4)
     crop[:3, 3] = [s.start for s in box]
-    quantised = {sequence: _quantise(shown(case.images[sequence])) for sequence in SEQUENCES}
+    quantised = {sequence: _to_display_bytes(shown(case.images[sequence])) for sequence in SEQUENCES}
     directions = case.affine[:3, :3] / np.asarray(case.spacing)
     return DisplayVolume(
         case_id=case.case_id, release=case.release, volumes=case.volumes,
@@ -205,7 +205,7 @@ def intensity_range(voxels: np.ndarray) -> tuple[float, float]:
     return low, high if high > low else low + 1.0
 
 
-def _quantise(voxels: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+def _to_display_bytes(voxels: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
     """Bytes between the robust percentiles of the non-zero voxels; (bytes, (intensity 0, intensity 255))."""
     low, high = intensity_range(voxels)
     scaled = (voxels - np.float32(low)) * np.float32(255.0 / (high - low)) + np.float32(0.5)
@@ -301,7 +301,7 @@ def write_montage(case: ExportCase | DisplayVolume, path: str | os.PathLike, *, 
         sheet.paste(tile, (x, y))
         draw.text((x + 2, y + 1), f"slice {display.source_slice(AXIAL, index)}", fill=_TEXT, font=font)
     sheet.paste(legend_picture, (0, sheet.height - legend_picture.height))
-    with nifti.atomic_path(path) as temporary:
+    with files.atomic_path(path) as temporary:
         sheet.save(temporary, format="PNG", optimize=False)
     return Path(path)
 
@@ -361,7 +361,7 @@ def write_gif(case: ExportCase | DisplayVolume, path: str | os.PathLike, *, sequ
             draw.text((x + swatch + 2, y), entry.abbreviation, fill=_TEXT, font=font)
             x += swatch + 2 * _GAP + draw.textlength(entry.abbreviation, font=font)
         frames.append(frame.quantize(palette=palette, dither=Image.Dither.NONE))
-    with nifti.atomic_path(path) as temporary:
+    with files.atomic_path(path) as temporary:
         frames[0].save(temporary, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
     return Path(path)
 

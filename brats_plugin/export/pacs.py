@@ -26,13 +26,10 @@ from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS, code_to_category
 from tqdm import tqdm
 
-from brats_plugin.errors import BratsInputError
-from brats_plugin.inference.settings import DEFAULT_CALLING_AET, DEFAULT_TIMEOUT
+from brats_plugin.errors import BratsInputError, PacsError
+from brats_plugin.export.settings import DEFAULT_CALLING_AET, DEFAULT_TIMEOUT
+
 _MAX_CONTEXTS = 128  # presentation contexts one association may propose (DICOM PS3.8)
-
-
-class PacsError(RuntimeError):
-    """The PACS could not be reached, refused the association, or refused instances."""
 
 
 @dataclass(frozen=True)

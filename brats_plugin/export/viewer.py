@@ -19,7 +19,7 @@ and hands the same JavaScript the payload from a URL::
 Promise. ``source`` is ``{base64: "..."}`` (what the self-contained file passes), ``{url: "..."}`` or
 just the URL string (fetched; serve it as :data:`PAYLOAD_MEDIA_TYPE` *without* a ``Content-Encoding``
 header: the page decompresses it itself), or ``{bytes: ArrayBuffer | Uint8Array}``. To write both the
-self-contained file and a served payload, compute :func:`~brats_plugin.inference.export.images.display_volume`
+self-contained file and a served payload, compute :func:`~brats_plugin.export.images.display_volume`
 once and pass it to both (every function here takes a case or its display volume).
 
 Payload format (version :data:`PAYLOAD_VERSION`), gzip-compressed as a whole (the browser's built-in
@@ -31,7 +31,7 @@ Payload format (version :data:`PAYLOAD_VERSION`), gzip-compressed as a whole (th
     N bytes   metadata: UTF-8 JSON, see :func:`viewer_metadata`
     then      the volumes listed in metadata["volumes"] at their offsets, each shape[0]*shape[1]*shape[2]
               bytes: uint8, C order (x, y, z) on the display grid of
-              :mod:`brats_plugin.inference.export.images` (RAS, cropped to the head), stored as
+              :mod:`brats_plugin.export.images` (RAS, cropped to the head), stored as
               differences along z modulo 256 (about a fifth smaller once compressed than the plain bytes)
 """
 from __future__ import annotations
@@ -48,10 +48,10 @@ from pathlib import Path
 
 import numpy as np
 
-from brats_plugin import nifti
-from brats_plugin.inference.export.case import ExportCase
-from brats_plugin.inference.export.images import AXIAL, PICTURE_SEQUENCE, VIEWS, DisplayVolume, as_display
-from brats_plugin.inference.export.legend import legend
+from brats_plugin import files
+from brats_plugin.export.case import ExportCase
+from brats_plugin.export.images import AXIAL, PICTURE_SEQUENCE, VIEWS, DisplayVolume, as_display
+from brats_plugin.export.legend import legend
 from brats_plugin.releases import SEQUENCES
 
 #: The folder of the viewer's static files.
@@ -72,7 +72,7 @@ _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 def viewer_metadata(display: DisplayVolume) -> dict:
     """The payload's JSON part: everything the page shows besides the voxels.
 
-    ``views`` give, for each view, its :class:`~brats_plugin.inference.export.images.ScreenLayout`
+    ``views`` give, for each view, its :class:`~brats_plugin.export.images.ScreenLayout`
     (how its pixels lie in the volumes), the anatomical direction at each side of the screen, the start
     slice (most tumour) and each slice's index in the case's files. ``sequences`` give the intensities
     that bytes 0 and 255 stand for. ``to_source`` maps display voxels to the files' voxels.
@@ -138,7 +138,7 @@ def viewer_html(case: ExportCase | DisplayVolume) -> str:
 
 def write_viewer(case: ExportCase | DisplayVolume, path: str | os.PathLike) -> Path:
     """Write the self-contained viewer page of a case to ``path`` atomically; return ``path``."""
-    nifti.write_bytes_atomic(viewer_html(case).encode("utf-8"), path)
+    files.write_bytes_atomic(viewer_html(case).encode("utf-8"), path)
     return Path(path)
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from brats_plugin import nifti
+from brats_plugin import files
+from brats_plugin.geometry import voxel_volume_ml
 from brats_plugin.releases import Release, get_release
 
 
@@ -47,16 +48,6 @@ class Volumes:
         return ", ".join(f"{abbreviation} {ml:.1f} mL" for abbreviation, ml in self.regions.items())
 
 
-def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
-    """Voxel size in millimetres along the three array axes: the column norms of the affine's 3x3 part."""
-    return tuple(float(s) for s in np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0))
-
-
-def voxel_volume_ml(affine: np.ndarray) -> float:
-    """The volume of one voxel in millilitres (affine in millimetres)."""
-    return float(abs(np.linalg.det(np.asarray(affine, dtype=np.float64)[:3, :3]))) / 1000.0
-
-
 def measure_volumes(labels: np.ndarray, release: Release, affine: np.ndarray) -> Volumes:
     """Volumes of a uint8 label map in ``release``'s labels."""
     counts = np.bincount(labels.ravel(), minlength=256)
@@ -79,4 +70,4 @@ def write_volumes_csv(rows: dict[str, Volumes], path: str | os.PathLike) -> None
     for case_id in sorted(rows):
         values = rows[case_id].columns()
         writer.writerow([case_id, *(f"{values[c]:.3f}" if c in values else "" for c in header[1:])])
-    nifti.write_bytes_atomic(text.getvalue().encode(), path)
+    files.write_bytes_atomic(text.getvalue().encode(), path)

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from brats_plugin.errors import BratsInputError
-from brats_plugin.inference.export.case import ExportCase
+from brats_plugin.export.case import ExportCase
 
 if TYPE_CHECKING:
-    from brats_plugin.inference.export.dicom import DicomPatient
-    from brats_plugin.inference.export.images import DisplayVolume
+    from brats_plugin.export.dicom import DicomPatient
+    from brats_plugin.export.images import DisplayVolume
 
 #: Export name -> file (or folder) name pattern beside the mask.
 FORMATS: dict[str, str] = {
@@ -63,12 +63,12 @@ def write_exports(case: ExportCase, folder: str | os.PathLike, formats: tuple[st
     """Write the chosen exports of ``case`` into ``folder``; return export name -> path.
 
     Existing exports of the case are replaced (each appears complete or not at all). ``patient`` and
-    ``secondary_capture`` go to :func:`~brats_plugin.inference.export.dicom.write_dicom`. The pictures
+    ``secondary_capture`` go to :func:`~brats_plugin.export.dicom.write_dicom`. The pictures
     share one display volume (``display``, prepared here when not given). ``stem`` replaces the case
     id in the file names (the app's fixed names).
     """
-    from brats_plugin.inference.export import images
-    from brats_plugin.inference.export.viewer import write_viewer
+    from brats_plugin.export import images
+    from brats_plugin.export.viewer import write_viewer
 
     if display is None and set(formats) & {"html", "png", "gif"}:
         display = images.display_volume(case)
@@ -86,5 +86,5 @@ def write_exports(case: ExportCase, folder: str | os.PathLike, formats: tuple[st
 
 
 def _write_dicom(case: ExportCase, folder: Path, patient: DicomPatient | None, secondary_capture: bool) -> None:
-    from brats_plugin.inference.export.dicom import write_dicom  # highdicom: imported when asked for
+    from brats_plugin.export.dicom import write_dicom  # highdicom: imported when asked for
     write_dicom(case, folder, patient=patient, secondary_capture=secondary_capture, overwrite=True)

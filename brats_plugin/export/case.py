@@ -13,11 +13,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from brats_plugin.cases import (
-    Case, check_release_labels, labels_present, read_case_voxels, read_mask, release_of_labels,
-)
-from brats_plugin.inference.volumes import Volumes, measure_volumes, voxel_spacing
-from brats_plugin.releases import SEQUENCES, Release, get_release
+from brats_plugin.cases import Case, check_release_labels, labels_present, read_case_voxels, read_mask
+from brats_plugin.geometry import voxel_spacing
+from brats_plugin.release_choice import resolve_release
+from brats_plugin.releases import SEQUENCES, Release
+from brats_plugin.volumes import Volumes, measure_volumes
+
 
 @dataclass(frozen=True)
 class ExportCase:
@@ -56,10 +57,7 @@ def load_export_case(case: Case, mask: str | os.PathLike, release: str | Release
     reference, voxels = read_case_voxels(case)
     labels = read_mask(mask, reference)
     found = set(labels_present(labels))
-    if release is None:
-        release = release_of_labels([case.case_id], found, mask)
-    elif isinstance(release, str):
-        release = get_release(release)
+    release = resolve_release(release, [case.case_id], mask, lambda: [(mask, found)], assume_default=True)
     check_release_labels(found, release, mask)
     labels = labels.astype(np.uint8, copy=False)
     return ExportCase(case.case_id, reference, dict(zip(SEQUENCES, voxels)), labels, release,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from brats_plugin.inference.volumes import Volumes
 from brats_plugin.releases import Release
+from brats_plugin.volumes import Volumes
 
 #: Display colour (sRGB, 0-255) of each tissue kind of :attr:`brats_plugin.releases.Label.tissue`.
 TISSUE_COLOURS: dict[str, tuple[int, int, int]] = {

@@ -17,10 +17,7 @@ is a de-identified placeholder named after the case id, with Patient Identity Re
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from fractions import Fraction
@@ -33,18 +30,24 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import (
-    ExplicitVRLittleEndian, MRImageStorage, PYDICOM_IMPLEMENTATION_UID, SecondaryCaptureImageStorage,
+    PYDICOM_IMPLEMENTATION_UID,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    SecondaryCaptureImageStorage,
     generate_uid,
 )
 from pydicom.valuerep import format_number_as_ds
 
-from brats_plugin import nifti
+from brats_plugin import files
 from brats_plugin.errors import BratsInputError
-from brats_plugin.inference.export.case import ExportCase
-from brats_plugin.inference.export.images import (
-    PICTURE_OPACITY, PICTURE_SEQUENCE, blend_labels, intensity_range,
+from brats_plugin.export.case import ExportCase
+from brats_plugin.export.images import (
+    PICTURE_OPACITY,
+    PICTURE_SEQUENCE,
+    blend_labels,
+    intensity_range,
 )
-from brats_plugin.inference.export.legend import legend
+from brats_plugin.export.legend import legend
 from brats_plugin.releases import SEQUENCES
 from brats_plugin.version import __version__
 
@@ -52,7 +55,7 @@ from brats_plugin.version import __version__
 MR_FOLDERS: dict[str, str] = {sequence: f"MR_{sequence}" for sequence in SEQUENCES}
 SEG_FOLDER, SEG_FILE = "SEG", "seg.dcm"
 SC_FOLDER = "SC"
-#: The overlay series looks like the pictures (:mod:`~brats_plugin.inference.export.images`): same sequence,
+#: The overlay series looks like the pictures (:mod:`~brats_plugin.export.images`): same sequence,
 #: opacity, colours and intensity window.
 OVERLAY_SEQUENCE, OVERLAY_OPACITY = PICTURE_SEQUENCE, PICTURE_OPACITY
 NOT_FOR_DIAGNOSIS = "NOT FOR DIAGNOSIS"
@@ -114,13 +117,11 @@ def write_dicom(case: ExportCase, folder: str | os.PathLike, *, patient: DicomPa
         raise BratsInputError(f"{folder}: exists and is not a folder")
     if folder.is_dir() and any(folder.iterdir()) and not overwrite:
         raise BratsInputError(f"{folder}: folder exists and is not empty (choose another or allow overwriting)")
-    nifti.make_folder(folder.parent)
-    nifti.check_writable(folder.parent)
+    files.prepare_output_folder(folder.parent)
     geometry = SliceGeometry.from_affine(case.affine, case.shape)
     study = _study_dataset(case, patient)
 
-    temporary = folder.with_name(f".{folder.name}.writing-{uuid.uuid4().hex[:8]}")
-    try:
+    with files.staging_folder(folder) as temporary:
         written: list[Path] = []
         t1_slices: list[Dataset] = []
         for number, sequence in enumerate(SEQUENCES, start=1):
@@ -132,9 +133,7 @@ def write_dicom(case: ExportCase, folder: str | os.PathLike, *, patient: DicomPa
         written.append(_save(segmentation, temporary / SEG_FOLDER / SEG_FILE))
         if secondary_capture:
             written += _save_series(_overlay_series(case, study, geometry), temporary / SC_FOLDER)
-        _replace_folder(temporary, folder)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+        files.replace_folder(temporary, folder)
     return [folder / path.relative_to(temporary) for path in written]
 
 
@@ -268,7 +267,7 @@ def _series_dataset(study: Dataset, sop_class: str, modality: str, number: int, 
 def _mr_series(voxels: np.ndarray, sequence: str, number: int, study: Dataset,
                geometry: SliceGeometry) -> list[Dataset]:
     """One MR Image Storage dataset per slice of ``voxels`` (x, y, z), pixel data included."""
-    stored, slope, intercept = quantise(voxels)
+    stored, slope, intercept = to_stored_pixels(voxels)
     centre, width = _window(voxels)
     template = _series_dataset(study, MRImageStorage, "MR", number, sequence)
     template.ImageType = ["DERIVED", "SECONDARY", "OTHER"]  # resampled and skull-stripped by BraTS
@@ -311,7 +310,7 @@ def _mr_series(voxels: np.ndarray, sequence: str, number: int, study: Dataset,
     return datasets
 
 
-def quantise(voxels: np.ndarray) -> tuple[np.ndarray, float, float]:
+def to_stored_pixels(voxels: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Integer pixels and (slope, intercept) with ``voxels ~= slope * pixels + intercept``.
 
     Whole numbers that fit int16 are kept exactly (slope 1, intercept 0); anything else is spread over
@@ -450,17 +449,3 @@ def _save(ds: Dataset, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
-
-
-def _replace_folder(temporary: Path, folder: Path) -> None:
-    """Put the finished ``temporary`` folder in place of ``folder`` (which may exist, empty or not)."""
-    old = folder.with_name(f".{folder.name}.old-{uuid.uuid4().hex[:8]}")
-    if folder.exists():
-        os.replace(folder, old)
-    try:
-        os.replace(temporary, folder)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.replace(old, folder)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

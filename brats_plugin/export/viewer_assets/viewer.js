@@ -1,7 +1,7 @@
 /* BraTS slice viewer: one case's four MRI sequences and its tumour labels, drawn on a canvas.
  *
  * Hand-written, no dependencies. Its data come from a payload built by
- * brats_plugin.inference.export.viewer.viewer_payload (the format is documented there):
+ * brats_plugin.export.viewer.viewer_payload (the format is documented there):
  *
  *   BratsViewer.mount(element, {base64: "..."})  // the self-contained file: payload inlined
  *   BratsViewer.mount(element, {url: "..."})     // the app: payload fetched (a plain URL string works too)
