@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.install-stamp
 # torch first, pinned with torchvision: other builds break nnU-Net's trainer lookup on this CPU set-up.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install system-packages test demo benchmarks clean
+.PHONY: install system-packages lint test demo benchmarks clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ $(STAMP): setup.py pyproject.toml
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# ruff, configured in pyproject.toml
+lint: install
+	$(BIN)/ruff check .
 
 test: install system-packages
 	$(BIN)/python -m pytest

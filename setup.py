@@ -39,7 +39,7 @@ setup(
         "python-multipart",  # the app's uploads
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "hypothesis", "monai", "panoptica", "selenium", "httpx"],
+        "test": ["pytest>=8", "pytest-timeout", "hypothesis", "monai", "panoptica", "selenium", "httpx", "ruff"],
     },
     entry_points={"console_scripts": ["brats=brats_plugin.cli:main"]},
     classifiers=[

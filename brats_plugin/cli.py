@@ -216,7 +216,8 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
                                                    "trained fold)")
     parser.add_argument("--checkpoint", choices=("final", "best"), default="final", help="default final")
     parser.add_argument("--fast", action="store_true",
-                        help="--no-mirroring --tiling whole: measured to keep Dice (README, 'Prediction speed')")
+                        help="--no-mirroring --tiling whole: measured to keep Dice (docs/benchmarks.md, "
+                             "'Prediction speed')")
     parser.add_argument("--no-mirroring", action="store_true",
                         help="no test-time mirroring (nnU-Net's --disable_tta): about 8x less network work")
     parser.add_argument("--tiling", choices=TILINGS, default=None,

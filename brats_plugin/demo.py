@@ -131,7 +131,7 @@ def run_demo(output: str | Path = "demo_output", *, training_cases: int = 6, tes
         say(f"  export {name}={path}")
     say(f"  export nnUNet_extTrainer={environment['nnUNet_extTrainer']}")
     say("Real BraTS data: brats convert, nnUNetv2_plan_and_preprocess, brats train on each fold on a GPU, "
-        "brats predict, brats evaluate (see the README, 'Training on real BraTS data').")
+        "brats predict, brats evaluate (see the README, 'Real BraTS data').")
     return {"source": source.parent, "raw": result.dataset_folder, "preprocessed": preprocessed, "model": model,
             "predictions": predictions, "evaluation": report}
 

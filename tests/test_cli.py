@@ -1,12 +1,15 @@
-"""The `brats` command: help for every subcommand, with an example; one-line errors."""
+"""The `brats` command: every subcommand by name, help with an example; one-line errors by family."""
+import socket
 import subprocess
 
 import pytest
 from conftest import BRATS
 
+from brats_plugin import cli
 from brats_plugin.cli import build_parser
 
-EXPECTED_COMMANDS = {"convert", "synth", "demo"}
+#: Every subcommand the README documents; one removed or renamed fails here.
+EXPECTED_COMMANDS = {"convert", "synth", "demo", "env", "train", "predict", "export", "app", "send", "evaluate"}
 
 
 def _subcommands():
@@ -16,7 +19,7 @@ def _subcommands():
 
 
 def test_help_lists_every_subcommand():
-    assert set(_subcommands()) >= EXPECTED_COMMANDS
+    assert set(_subcommands()) == EXPECTED_COMMANDS
     completed = subprocess.run(BRATS + ["--help"], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0
     for name in _subcommands():
@@ -58,3 +61,40 @@ def test_synth_into_unwritable_place_is_one_line(tmp_path):
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode == 2
     assert len(completed.stderr.strip().splitlines()) == 1 and "cannot create it" in completed.stderr
+
+
+def test_a_failed_step_is_one_line_with_status_1(tmp_path):
+    """A PACS that cannot be reached is a BratsStepError: one line, exit status 1, no traceback."""
+    from pydicom import examples
+    examples.ct.save_as(tmp_path / "ct.dcm")
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    completed = subprocess.run(BRATS + ["send", str(tmp_path), "--host", "127.0.0.1", "--port", str(port),
+                                        "--called-aet", "PACS", "--timeout", "5"],
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 1
+    assert completed.stderr.strip().splitlines() == [f"brats: error: cannot connect to 127.0.0.1:{port}: "
+                                                     "Connection refused"]
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    """Anything outside the two error families (a bug, a GPU out of memory) is not swallowed into one line."""
+    def broken(args):
+        raise RuntimeError("CUDA out of memory (simulated)")
+    monkeypatch.setattr(cli, "_run_env", broken)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        cli.main(["env"])
+
+
+def test_input_errors_exit_2(capsys):
+    assert cli.main(["evaluate", "/nonexistent/pred", "/nonexistent/ref", "-o", "/nonexistent/out"]) == 2
+    assert capsys.readouterr().err.startswith("brats: error: /nonexistent/pred")
+
+
+def test_old_convert_flag_still_works_with_a_warning(synthetic_source, nnunet_folders):
+    completed = subprocess.run(BRATS + ["convert", str(synthetic_source("2021", cases=2)), "--dataset-id", "531",
+                                        "--labels"], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    assert "brats: warning: --labels is deprecated and will be removed; use --label-based" in completed.stderr
+    assert "label-based" in completed.stdout

@@ -1,4 +1,8 @@
-"""`brats demo` (what `make demo` runs) goes from nothing to a trained model and its predictions."""
+"""`brats demo` (what `make demo` runs) goes from nothing to a trained model that learned, and its predictions.
+
+It runs the demo exactly as `make demo` does (the default trainer and number of cases), so the
+learning checked here is the learning a newcomer sees.
+"""
 import json
 import subprocess
 
@@ -10,11 +14,16 @@ from brats_plugin.demo import DEMO_TRAINER as TRAINER
 pytestmark = pytest.mark.integration
 
 
-def test_demo_runs_end_to_end(tmp_path):
+#: An untrained network scores about 0.1 here; a trained one above 0.9 on the regions it learned. Short CPU
+#: runs can still leave one region's output dead (a known weakness of the demo schedule, measured: one
+#: region at 0 in some runs), so the mean over WT/TC/ET and the best region are what must show learning.
+MIN_MEAN_DICE, MIN_BEST_DICE = 0.5, 0.8
+
+
+def test_demo_runs_end_to_end_and_learns(tmp_path):
     output = tmp_path / "demo"
-    completed = subprocess.run(BRATS + ["demo", "--output", str(output), "--cases", "5",
-                                        "--trainer", "nnUNetTrainerGDL_demo_2epochs", "--also", str(SAMPLE_CASE)],
-                               capture_output=True, text=True, timeout=1200)
+    completed = subprocess.run(BRATS + ["demo", "--output", str(output), "--also", str(SAMPLE_CASE)],
+                               capture_output=True, text=True, timeout=1800)
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
     for step in ("[1/6] synthesising", "[2/6] converting", "[3/6] nnUNetv2_plan_and_preprocess",
                  "[4/6] nnUNetv2_train", "Epoch 1", "Generalised Dice score",
@@ -23,12 +32,12 @@ def test_demo_runs_end_to_end(tmp_path):
                  "Open a viewer in any browser", "Made:"):
         assert step in completed.stdout
     raw = output / "nnUNet_raw" / "Dataset990_BraTSDemo"
-    assert json.loads((raw / "dataset.json").read_text())["numTraining"] == 5
+    assert json.loads((raw / "dataset.json").read_text())["numTraining"] == 6
     plans = json.loads((output / "nnUNet_preprocessed" / "Dataset990_BraTSDemo" / "nnUNetPlans.json").read_text())
     assert "3d_fullres" in plans["configurations"]
     model = output / "nnUNet_results" / "Dataset990_BraTSDemo" / f"{TRAINER}__nnUNetPlans__3d_fullres"
     assert (model / "fold_0" / "checkpoint_final.pth").is_file()
-    held_out = ["BraTS2021_00006", "BraTS2021_00007", "BraTS2021_00008"]
+    held_out = ["BraTS2021_00007", "BraTS2021_00008", "BraTS2021_00009"]
     predictions = output / "predictions"
     assert sorted(p.name for p in predictions.glob("*.nii.gz")) == [f"{c}.nii.gz" for c in held_out]
     assert len((predictions / "volumes.csv").read_text().splitlines()) == 4
@@ -40,4 +49,5 @@ def test_demo_runs_end_to_end(tmp_path):
     assert rows[0].startswith("case,region,dice,hd95") and {r.split(",")[0] for r in rows[1:]} == set(held_out)
     summary = json.loads((output / "evaluation" / "summary.json").read_text())
     assert summary["cases"] == 3 and summary["unpaired"] == {"prediction_only": [], "reference_only": []}
-    assert 0 <= summary["statistics"]["WT"]["dice"]["mean"] <= 1
+    dice = {region: summary["statistics"][region]["dice"]["mean"] for region in ("WT", "TC", "ET")}
+    assert sum(dice.values()) / 3 >= MIN_MEAN_DICE and max(dice.values()) >= MIN_BEST_DICE, dice

@@ -80,7 +80,8 @@ def test_labels_decide_when_names_leave_a_choice(recwarn):
     for found, key in (([("a.nii.gz", [0, 1, 2, 3]), ("b.nii.gz", [0, 4])], "2024-GLI"),
                        ([("a.nii.gz", [0, 1, 2, 3]), ("b.nii.gz", [0, 2])], "2023-GLI")):
         for assume_default in (False, True):
-            assert resolve_release(None, ids, "src", lambda: found, assume_default=assume_default).key == key
+            chosen = resolve_release(None, ids, "src", lambda: found, assume_default=assume_default)  # noqa: B023
+            assert chosen.key == key
     assert not [w for w in recwarn if issubclass(w.category, BratsWarning)]
 
 

@@ -7,5 +7,5 @@ TILINGS = ("nnunet", "whole")
 #: measured on 2 CPU cores with a BraTS-sized plan: planned patch (2.3 M voxels) 3.1 GiB peak, whole
 #: brain of the sample case (4.4 M) 4.3 GiB; 1.6 patches keep prediction under 4 GiB.
 WHOLE_BRAIN_BUDGET = 1.6
-#: What ``--fast`` changes (measured: README, "Prediction speed").
+#: What ``--fast`` changes (measured: docs/benchmarks.md, "Prediction speed").
 FAST_SETTINGS = {"mirroring": False, "tiling": "whole"}
