@@ -1,5 +1,7 @@
 """One rule decides the release for convert, predict, export and evaluate (brats_plugin.release_choice)."""
 
+import nibabel as nib
+import numpy as np
 import pytest
 from conftest import BRATS
 
@@ -109,3 +111,19 @@ def test_deprecated_labels_flag_still_works_with_a_warning(synthetic_source, tmp
                                         "2021"], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert "brats: warning: --labels is deprecated and will be removed; use --release" in completed.stderr
+
+
+def test_a_release_the_mask_was_written_in_is_taken_as_it_is(synthetic_source, tmp_path):
+    """`brats predict --release 2021 --export ...` on BraTS-MET cases: our own mask, in labels we chose."""
+    from brats_plugin.cases import find_case
+    from brats_plugin.export.case import load_export_case
+    source = synthetic_source("2023-MET", cases=1)
+    case = find_case(next(p.parent for p in source.rglob("*-seg.nii.gz")))
+    image = nib.load(case.segmentation)
+    labels = np.asarray(image.dataobj).astype(np.uint8)
+    labels[labels == 3] = 4  # 2023 ET -> 2021 ET
+    mask = tmp_path / "in_2021_labels.nii.gz"
+    nib.save(nib.Nifti1Image(labels, image.affine, image.header), mask)
+    assert load_export_case(case, mask, get_release("2021")).release.key == "2021"
+    with pytest.raises(BratsInputError, match="named like BraTS 2023-MET"):
+        load_export_case(case, mask, "2021")

@@ -50,14 +50,17 @@ def load_export_case(case: Case, mask: str | os.PathLike, release: str | Release
     """Read and check a case and its mask; raise :class:`BratsInputError` naming the file at fault.
 
     The mask must lie on the T1 image's grid (same shape, affine within tolerance) and hold only the
-    release's labels. Without ``release``, it is told from the case id and the labels found, and
-    BraTS 2021's conventions are assumed (with a warning) when those fit several releases.
+    release's labels. ``release``: a :class:`Release` is taken as it is (the caller wrote the mask in it:
+    ``brats predict``, the app); a key (a user's ``--release``) or None is decided by
+    :func:`~brats_plugin.release_choice.resolve_release` from the case id and the labels found, with
+    BraTS 2021's conventions assumed (and a warning) when those fit several releases.
     """
     mask = Path(mask)
     reference, voxels = read_case_voxels(case)
     labels = read_mask(mask, reference)
     found = set(labels_present(labels))
-    release = resolve_release(release, [case.case_id], mask, lambda: [(mask, found)], assume_default=True)
+    if not isinstance(release, Release):
+        release = resolve_release(release, [case.case_id], mask, lambda: [(mask, found)], assume_default=True)
     check_release_labels(found, release, mask)
     labels = labels.astype(np.uint8, copy=False)
     return ExportCase(case.case_id, reference, dict(zip(SEQUENCES, voxels)), labels, release,
