@@ -37,6 +37,8 @@ setup(
         "starlette>=0.37",  # the web app (brats app)
         "uvicorn>=0.29",
         "python-multipart",  # the app's uploads
+        "nilearn",  # ships the MNI152 template that brats preprocess registers to (read as a file, no download)
+        "pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg", "pyjpegls",  # compressed DICOM (JPEG, J2K, JPEG-LS)
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "hypothesis", "monai", "panoptica", "selenium", "httpx", "ruff"],

@@ -33,6 +33,9 @@ from brats_plugin.releases import (
     releases_matching_case_id,
 )
 
+#: A case folder's sub-folder of files that belong to the case but are not case images (``brats
+#: preprocess`` keeps its brain mask and transforms there); never read as a case of its own.
+AUXILIARY_FOLDER = "preprocessing"
 #: Two affines agree when their linear parts (direction x spacing) match to this relative tolerance,
 #: nnU-Net's own spacing tolerance, and their origins to this many millimetres.
 AFFINE_RTOL = 1e-5
@@ -148,7 +151,7 @@ def find_cases(root: str | os.PathLike, *, with_segmentation: bool | None = None
         raise BratsInputError(f"{root}: no such folder")
     skipped = Path(exclude).resolve() if exclude else None
     folders = sorted({p.parent for p in root.rglob("*") if p.is_file() and nifti.nifti_ending(p.name)
-                      and not p.name.startswith(".")
+                      and not p.name.startswith(".") and p.parent.name != AUXILIARY_FOLDER
                       and not (skipped and p.parent.resolve().is_relative_to(skipped))})
     if not folders:
         raise BratsInputError(f"{root}: no BraTS cases found (no .nii or .nii.gz files below it)")

@@ -378,6 +378,42 @@ def _run_send(args: argparse.Namespace) -> None:
     report.raise_for_refusals()
 
 
+def _add_preprocess(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "preprocess", help="a scanner study (DICOM or NIfTI, skull on) -> a BraTS-ready case folder",
+        description="Find the T1, T1Gd, T2 and FLAIR series of a DICOM study (folder or zip) from their tags, read "
+                    "them with the scanner's geometry, register each rigidly to the T1Gd and the T1Gd to an atlas "
+                    "(MNI152 by default, shipped in the nilearn wheel: no download), resample all four once onto the "
+                    "atlas grid, extract the brain, and write CASE_DIR in BraTS 2021 naming for brats predict, with "
+                    "the transforms, the native T1Gd and preprocess.json in CASE_DIR/preprocessing/.",
+        epilog="example:\n  brats preprocess study_dicom/ -o cases/patient1\n"
+               "  brats preprocess study.zip -o cases/patient1 --t1c 7 --skull-stripped\n"
+               "  brats preprocess --t1 t1.nii.gz --t1c t1c.nii.gz --t2 t2.nii.gz --flair flair.nii.gz -o cases/p2",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", metavar="STUDY", nargs="?", help="DICOM study: a folder (any depth) or a zip")
+    parser.add_argument("-o", "--output", metavar="CASE_DIR", required=True, help="the case folder to create")
+    parser.add_argument("--case-id", help="case id of the output files (default: the folder's name)")
+    for flag, sequence in (("--t1", "T1"), ("--t1c", "T1Gd"), ("--t2", "T2"), ("--flair", "FLAIR")):
+        parser.add_argument(flag, metavar="S", help=f"the {sequence} series: a SeriesNumber or SeriesInstanceUID "
+                                                    "(DICOM), or a NIfTI file (without STUDY)")
+    parser.add_argument("--atlas", default="mni152", help="mni152 (default, ICBM 2009a) or a T1 template NIfTI "
+                                                          "(e.g. SRI24's: the BraTS 2017-2023 space)")
+    brain = parser.add_mutually_exclusive_group()
+    brain.add_argument("--skull-stripped", action="store_true", help="the inputs are brain-only already")
+    brain.add_argument("--brain-mask", metavar="PATH", help="a brain mask on the native T1Gd's grid")
+    parser.set_defaults(run=_run_preprocess)
+
+
+def _run_preprocess(args: argparse.Namespace) -> None:
+    from brats_plugin.preprocess import preprocess
+    files = {"T1": args.t1, "T1Gd": args.t1c, "T2": args.t2, "FLAIR": args.flair}
+    result = preprocess(args.study, args.output, case_id=args.case_id, series=files, atlas=args.atlas,
+                        skull_stripped=args.skull_stripped, brain_mask=args.brain_mask,
+                        say=lambda line: print(line, file=sys.stderr, flush=True))
+    print(result.summary())
+    print(f"next: brats predict -i {result.case_folder} -o predictions/ -m MODEL")
+
+
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "evaluate", help="BraTS metrics of predicted masks against references: Dice, HD95, lesion-wise scores",
@@ -433,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_app(commands)
     _add_send(commands)
     _add_evaluate(commands)
+    _add_preprocess(commands)
     return parser
 
 

@@ -9,7 +9,8 @@ from brats_plugin import cli
 from brats_plugin.cli import build_parser
 
 #: Every subcommand the README documents; one removed or renamed fails here.
-EXPECTED_COMMANDS = {"convert", "synth", "demo", "env", "train", "predict", "export", "app", "send", "evaluate"}
+EXPECTED_COMMANDS = {"convert", "synth", "demo", "env", "train", "predict", "export", "app", "send", "evaluate",
+                     "preprocess"}
 
 
 def _subcommands():

@@ -15,6 +15,7 @@ FORBIDDEN = {
     "export": {"inference", "evaluation", "app", "cli", "demo", "trainers"},
     "inference": {"evaluation", "app", "cli", "demo"},
     "trainers": {"inference", "export", "evaluation", "app", "cli", "demo"},
+    "preprocess": {"inference", "export", "evaluation", "app", "cli", "demo", "trainers"},
     "dataset_conversion": {"inference", "export", "evaluation", "app", "cli", "demo"},
     "app": {"cli", "demo"},
 }

@@ -1,0 +1,219 @@
+"""``brats preprocess``: a patient's study (DICOM or raw NIfTI, skull on) -> a BraTS-ready case folder.
+
+Steps: find the four series (DICOM: :mod:`~brats_plugin.preprocess.identify`), read them with their
+scanner geometry, register each sequence rigidly to the T1Gd and the T1Gd affinely to the atlas,
+resample all four once onto the atlas's grid, extract the brain, and write the case:
+
+    CASE_DIR/<id>_t1.nii.gz, <id>_t1ce.nii.gz, <id>_t2.nii.gz, <id>_flair.nii.gz   (BraTS 2021 naming)
+    CASE_DIR/preprocessing/brain_mask.nii.gz            the mask applied to all four (atlas grid)
+    CASE_DIR/preprocessing/native_t1ce.nii.gz           the T1Gd as acquired: the grid results go back to
+    CASE_DIR/preprocessing/transforms/*.tfm             ITK transforms: each sequence <- T1Gd, T1Gd <- atlas
+    CASE_DIR/preprocessing/preprocess.json              series, choices and reasons, parameters, timings, QC
+
+``brats predict`` takes CASE_DIR as it is (case folders pass over their ``preprocessing/`` folder). The
+folder is assembled beside its final place and renamed into it: a failed run leaves nothing half-done.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from brats_plugin import files, nifti
+from brats_plugin.cases import AUXILIARY_FOLDER
+from brats_plugin.errors import BratsInputError, BratsWarning
+from brats_plugin.preprocess.atlas import MNI152, Atlas, load_atlas
+from brats_plugin.preprocess.identify import choose_series, format_table
+from brats_plugin.preprocess.registration import (
+    chain,
+    register_rigid_same_session,
+    register_to_atlas,
+    resample_onto,
+    to_sitk,
+)
+from brats_plugin.preprocess.series import scan_study
+from brats_plugin.preprocess.volume import read_series
+from brats_plugin.releases import SEQUENCES
+from brats_plugin.version import __version__
+
+#: BraTS 2021 file tokens, so that every command reads the output as it is.
+OUTPUT_TOKENS = dict(zip(SEQUENCES, ("t1", "t1ce", "t2", "flair")))
+#: The atlas's brain mask grown by this much when it stands in for a real brain extraction.
+ATLAS_MASK_MARGIN_MM = 3.0
+#: Inputs whose signal just outside the brain is below this fraction of the brain's are brain-only.
+SKULL_STRIPPED_RATIO = 0.08
+
+
+@dataclass
+class PreprocessResult:
+    """What ``brats preprocess`` wrote, and how it went."""
+
+    case_folder: Path
+    case_id: str
+    chosen: dict[str, str]  # sequence -> where it came from (series label or file)
+    brain_mask_source: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (f"{self.case_id}: four sequences on the atlas grid in {self.case_folder} "
+                f"(brain mask: {self.brain_mask_source}; {sum(self.seconds.values()):.0f} s)")
+
+
+def preprocess(study: str | os.PathLike | None, output: str | os.PathLike, *, case_id: str | None = None,
+               series: dict[str, str] | None = None, atlas: str | os.PathLike = MNI152,
+               skull_stripped: bool = False, brain_mask: str | os.PathLike | None = None,
+               say: Callable[[str], None] = lambda line: None) -> PreprocessResult:
+    """Preprocess one study into the case folder ``output``; see the module docstring.
+
+    ``study``: a DICOM folder (any depth) or zip; None when ``series`` gives four NIfTI files.
+    ``series``: sequence -> a SeriesNumber or SeriesInstanceUID (DICOM) or a NIfTI file path.
+    ``brain_mask``: a mask on the native T1Gd grid; ``skull_stripped``: the inputs are brain-only.
+    """
+    started, seconds = time.perf_counter(), {}
+    output = Path(output)
+    case_id = case_id or output.name
+    series = {k: v for k, v in (series or {}).items() if v}
+    chosen_atlas = load_atlas(atlas)
+
+    say("[1/5] reading the study")
+    images, sources, record = _read_inputs(study, series, say)
+    seconds["read"] = _lap(started, seconds)
+
+    say(f"[2/5] registering T1, T2, FLAIR to the T1Gd and the T1Gd to {chosen_atlas.name}")
+    native = {s: to_sitk(images[s]) for s in SEQUENCES}
+    to_t1c = {s: register_rigid_same_session(native["T1Gd"], native[s]) for s in SEQUENCES if s != "T1Gd"}
+    reference = to_sitk(chosen_atlas.image)
+    to_atlas = register_to_atlas(reference, chosen_atlas.brain_mask, native["T1Gd"])
+    seconds["registration"] = _lap(started, seconds)
+
+    say("[3/5] resampling the four sequences once onto the atlas grid")
+    resampled = {s: resample_onto(reference, native[s], to_atlas.transform if s == "T1Gd" else
+                                  chain(to_atlas.transform, to_t1c[s].transform)) for s in SEQUENCES}
+    seconds["resampling"] = _lap(started, seconds)
+
+    say("[4/5] brain extraction")
+    mask, mask_source = _brain_mask(resampled["T1Gd"], chosen_atlas, reference, to_atlas.transform,
+                                    images["T1Gd"], skull_stripped, brain_mask)
+    seconds["brain extraction"] = _lap(started, seconds)
+
+    say(f"[5/5] writing {output}")
+    result = PreprocessResult(output, case_id, sources, mask_source, seconds)
+    record.update({
+        "brats_plugin": __version__, "case_id": case_id, "atlas": {"name": chosen_atlas.name,
+                                                                   "file": str(chosen_atlas.path)},
+        "brain_mask": mask_source,
+        "registration": {"method": "SimpleITK, Mattes mutual information; sequences rigid to the T1Gd from the "
+                                   "scanner's coordinates, T1Gd rigid then affine to the atlas",
+                         "final_metric": {**{f"{s} -> T1Gd": r.metric for s, r in to_t1c.items()},
+                                          "T1Gd -> atlas": to_atlas.metric}},
+    })
+    _write_case(output, case_id, chosen_atlas, resampled, mask, images["T1Gd"], to_t1c, to_atlas, record, seconds,
+                started)
+    return result
+
+
+def _read_inputs(study, series: dict[str, str], say) -> tuple[dict[str, nib.Nifti1Image], dict[str, str], dict]:
+    """The four native images (scanner geometry), where each came from, and the record for preprocess.json."""
+    if study is None:
+        missing = [s for s in SEQUENCES if s not in series]
+        if missing:
+            raise BratsInputError(f"no study given and no file for {', '.join(missing)}: pass a DICOM study, or "
+                                  "all of --t1 --t1c --t2 --flair as NIfTI files")
+        images = {}
+        for sequence in SEQUENCES:
+            image = nifti.load(series[sequence])
+            if len(image.shape) != 3:
+                raise BratsInputError(f"{series[sequence]}: a {len(image.shape)}-D image; one 3-D volume is needed")
+            images[sequence] = nib.Nifti1Image(np.asarray(nifti.read_array(series[sequence]), np.float32),
+                                               image.affine)
+        return images, {s: str(series[s]) for s in SEQUENCES}, {"input": "NIfTI files", "series": {
+            s: str(series[s]) for s in SEQUENCES}}
+    study_series = scan_study(study, say)
+    picked, decisions = choose_series(study_series, series)
+    say(format_table(decisions))
+    images = {sequence: read_series(s) for sequence, s in picked.items()}
+    record = {"input": str(study), "series": {sequence: {
+        "SeriesInstanceUID": s.uid, "SeriesNumber": s.number, "SeriesDescription": s.description,
+        "images": s.frames, "shape": list(images[sequence].shape),
+        "spacing_mm": [round(float(v), 4) for v in np.linalg.norm(images[sequence].affine[:3, :3], axis=0)],
+    } for sequence, s in picked.items()}, "decisions": [
+        {"SeriesNumber": d.series.number, "SeriesDescription": d.series.description, "taken_as": d.sequence,
+         "why": d.reason} for d in decisions]}
+    return images, {sequence: s.label for sequence, s in picked.items()}, record
+
+
+def _brain_mask(t1c: np.ndarray, atlas: Atlas, reference: sitk.Image, to_atlas: sitk.Transform,
+                native_t1c: nib.Nifti1Image, skull_stripped: bool,
+                given: str | os.PathLike | None) -> tuple[np.ndarray, str]:
+    """The brain on the atlas grid, and where it came from."""
+    spacing = np.linalg.norm(atlas.image.affine[:3, :3], axis=0)
+    if given is not None:
+        image = nifti.load(given)
+        if image.shape != native_t1c.shape or not np.allclose(image.affine, native_t1c.affine, atol=1e-3):
+            raise BratsInputError(f"{given}: a brain mask must lie on the native T1Gd's grid (shape "
+                                  f"{native_t1c.shape})")
+        voxels = (np.asarray(nifti.read_array(given)) > 0).astype(np.float32)
+        mask = resample_onto(reference, to_sitk(image, voxels), to_atlas, linear=True) >= 0.5
+        return mask, f"given ({given})"
+    inside = t1c[atlas.brain_mask]
+    shell = _shell(atlas.brain_mask, spacing, 4.0, 14.0)
+    ratio = float(np.mean(t1c[shell])) / max(float(np.mean(inside)), 1e-6)
+    if skull_stripped or ratio < SKULL_STRIPPED_RATIO:
+        threshold = 0.02 * float(np.percentile(inside, 99))
+        mask = ndimage.binary_fill_holes(ndimage.binary_opening(t1c > threshold, iterations=1))
+        how = "the inputs' own (skull-stripped)" if skull_stripped else \
+            f"the inputs' own: they look skull-stripped (signal outside the brain {ratio:.1%} of inside)"
+        return mask, how
+    margin = max(1, round(ATLAS_MASK_MARGIN_MM / float(spacing.min())))
+    warnings.warn("no brain extraction given (--skull-stripped or --brain-mask): the atlas's brain, registered and "
+                  f"grown by {ATLAS_MASK_MARGIN_MM:g} mm, stands in for it; it is approximate", BratsWarning,
+                  stacklevel=3)
+    return ndimage.binary_dilation(atlas.brain_mask, iterations=margin), \
+        f"approximate: the atlas's brain grown by {ATLAS_MASK_MARGIN_MM:g} mm"
+
+
+def _shell(mask: np.ndarray, spacing: np.ndarray, inner_mm: float, outer_mm: float) -> np.ndarray:
+    distance = ndimage.distance_transform_edt(~mask, sampling=spacing)
+    return (distance > inner_mm) & (distance <= outer_mm)
+
+
+def _write_case(output: Path, case_id: str, atlas: Atlas, resampled: dict[str, np.ndarray], mask: np.ndarray,
+                native_t1c: nib.Nifti1Image, to_t1c: dict, to_atlas, record: dict, seconds: dict[str, float],
+                started: float) -> None:
+    files.prepare_output_folder(output.parent, "cannot write the case here")
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise BratsInputError(f"{output}: exists and is not empty; choose a new case folder")
+    with files.staging_folder(output) as staging:
+        header = atlas.image.header.copy()
+        header.set_data_dtype(np.float32)
+        for sequence in SEQUENCES:
+            voxels = np.where(mask, resampled[sequence], 0).astype(np.float32)
+            image = nib.Nifti1Image(voxels, atlas.image.affine, header)
+            nifti.save(image, staging / f"{case_id}_{OUTPUT_TOKENS[sequence]}.nii.gz")
+        extra = staging / AUXILIARY_FOLDER
+        (extra / "transforms").mkdir(parents=True)
+        nifti.save(nib.Nifti1Image(mask.astype(np.uint8), atlas.image.affine), extra / "brain_mask.nii.gz")
+        nifti.save(native_t1c, extra / "native_t1ce.nii.gz")
+        for sequence, registration in to_t1c.items():
+            sitk.WriteTransform(registration.transform, str(extra / "transforms" / f"{OUTPUT_TOKENS[sequence]}"
+                                                                                      "_from_t1ce.tfm"))
+        sitk.WriteTransform(to_atlas.transform, str(extra / "transforms" / "t1ce_from_atlas.tfm"))
+        seconds["writing"] = _lap(started, seconds)
+        record["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
+        record["transforms"] = {"convention": "ITK: each maps points of the first-named space's grid into the "
+                                              "other's (x_t1 = T(x_t1ce), x_t1ce = T(x_atlas)), LPS millimetres"}
+        files.write_bytes_atomic((json.dumps(record, indent=2) + "\n").encode(), extra / "preprocess.json")
+        files.replace_folder(staging, output)
+
+
+def _lap(started: float, seconds: dict[str, float]) -> float:
+    return time.perf_counter() - started - sum(seconds.values())

@@ -1,0 +1,230 @@
+"""`brats preprocess`: scanner studies (DICOM, skull on, oblique, anisotropic) -> BraTS-ready cases.
+
+The studies are written by pydicom from phantoms posed in the scanner with known transforms
+(brats_plugin.preprocess.scanner_study), so every test knows where each voxel must land.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import zipfile
+from dataclasses import replace
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import BRATS
+from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+
+from brats_plugin.cases import find_case
+from brats_plugin.dataset_conversion.synthetic import synthesize_case
+from brats_plugin.errors import BratsInputError, BratsWarning
+from brats_plugin.preprocess import choose_series, preprocess, read_series, scan_study
+from brats_plugin.preprocess.scanner_study import default_specs, rigid, write_scanner_study
+from brats_plugin.releases import get_release
+
+PHANTOM_SHAPE = (110, 128, 100)  # 1 mm: a brain with room for skull and scalp
+HEAD_POSE = (6.0, -4.0, 9.0), (5.0, -7.0, 12.0)  # degrees, mm: the head in the scanner
+LPS = np.diag([-1.0, -1.0, 1.0])
+TOKENS = {"T1": "t1", "T1Gd": "t1ce", "T2": "t2", "FLAIR": "flair"}
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    """A phantom in atlas space, its T1Gd as the atlas file, and its centre."""
+    case = synthesize_case(get_release("2021"), "P1", shape=PHANTOM_SHAPE, seed=3)
+    folder = tmp_path_factory.mktemp("phantom")
+    atlas = folder / "atlas_t1c.nii.gz"
+    nib.save(nib.Nifti1Image(case.images["T1Gd"].astype(np.float32), case.affine), atlas)
+    centre = (case.affine @ np.append((np.array(PHANTOM_SHAPE) - 1) / 2, 1))[:3]
+    return case, atlas, centre
+
+
+def _study(phantom, folder, **options):
+    case, _, centre = phantom
+    return write_scanner_study(folder, case.images, case.affine, head_pose=rigid(*HEAD_POSE, centre), **options)
+
+
+def _flip_last_axis(grid: np.ndarray, slices: int) -> np.ndarray:
+    flip = np.eye(4)
+    flip[2, 2], flip[2, 3] = -1, slices - 1
+    return grid @ flip
+
+
+def test_series_read_with_the_scanners_geometry(phantom, tmp_path):
+    """Oblique, anisotropic (5 mm slices) and left-handed grids come back as the scanner wrote them."""
+    truth = _study(phantom, tmp_path / "study")
+    picked, _ = choose_series(scan_study(tmp_path / "study"))
+    for sequence, series in picked.items():
+        image = read_series(series)
+        grid = truth.grids[sequence]
+        if np.linalg.det(grid[:3, :3]) < 0:  # stored against the normal: read sorted along it
+            assert np.allclose(image.affine, _flip_last_axis(grid, image.shape[2]), atol=1e-3), sequence
+        else:
+            assert np.allclose(image.affine, grid, atol=1e-3), sequence
+    assert np.linalg.det(truth.grids["T2"][:3, :3]) < 0  # the protocol holds a left-handed series
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_series_identified_by_names_or_by_parameters_alone(phantom, tmp_path, named):
+    truth = _study(phantom, tmp_path / "study", specs=default_specs(named=named))
+    picked, decisions = choose_series(scan_study(tmp_path / "study"))
+    assert {s: series.number for s, series in picked.items()} == truth.series_numbers
+    ignored = {d.series.description: d.reason for d in decisions if d.sequence is None}
+    assert ignored["AAHead_Scout"] == "localizer"
+    assert "diffusion" in ignored["ep2d_diff_b1000"]
+    assert "derived" in ignored["t1_mprage_post_MPR_cor"]
+    if not named:  # no contrast record and no names: the acquisition order decides, and says so
+        assert "later of two" in next(d.reason for d in decisions if d.sequence == "T1Gd")
+
+
+@pytest.mark.parametrize("syntax", [JPEGLSLossless, JPEG2000Lossless, RLELossless],
+                         ids=["jpeg-ls", "jpeg2000", "rle"])
+def test_compressed_series_read_like_uncompressed(phantom, tmp_path, syntax):
+    specs = [s for s in default_specs() if s.sequence == "FLAIR"]
+    _study(phantom, tmp_path / "plain", specs=specs)
+    _study(phantom, tmp_path / "packed", specs=specs, transfer_syntax=syntax)
+    plain, packed = (read_series(scan_study(tmp_path / name)[0]) for name in ("plain", "packed"))
+    assert np.array_equal(plain.affine, packed.affine)
+    assert np.array_equal(np.asarray(plain.dataobj), np.asarray(packed.dataobj))
+
+
+def _preprocess_cli(*arguments, timeout=600):
+    return subprocess.run(BRATS + ["preprocess", *map(str, arguments)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_ambiguous_or_missing_series_exit_2_with_the_table_and_a_choice(phantom, tmp_path):
+    specs = default_specs()
+    t1c = next(s for s in specs if s.sequence == "T1Gd")
+    _study(phantom, tmp_path / "two", specs=specs + [replace(t1c, description="t1_vibe_post_tra",
+                                                             acquisition_type="3D")])
+    completed = _preprocess_cli(tmp_path / "two", "-o", tmp_path / "out")
+    assert completed.returncode == 2
+    assert "cannot choose the four sequences: 2 T1Gd series (choose with --t1c SERIES_NUMBER)" in completed.stderr
+    assert "t1_vibe_post_tra" in completed.stderr and "taken as" in completed.stderr  # the table
+    assert not (tmp_path / "out").exists()
+    series = scan_study(tmp_path / "two")
+    picked, _ = choose_series(series, {"T1Gd": "8"})
+    assert picked["T1Gd"].description == "t1_vibe_post_tra"
+
+    _study(phantom, tmp_path / "three", specs=[s for s in specs if s.sequence != "FLAIR"])
+    completed = _preprocess_cli(tmp_path / "three", "-o", tmp_path / "out")
+    assert completed.returncode == 2 and "no FLAIR series (choose with --flair SERIES_NUMBER)" in completed.stderr
+
+
+def test_broken_series_are_refused_in_one_line(phantom, tmp_path):
+    specs = [s for s in default_specs() if s.sequence == "T2"]
+    _study(phantom, tmp_path / "gap", specs=specs)
+    slices = sorted((tmp_path / "gap").rglob("*.dcm"))
+    slices[len(slices) // 2].unlink()
+    with pytest.raises(BratsInputError, match="irregular slice spacing.*a slice is missing"):
+        read_series(scan_study(tmp_path / "gap")[0])
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "README.txt").write_text("no images here")
+    with pytest.raises(BratsInputError, match="no DICOM files found"):
+        scan_study(tmp_path / "empty")
+
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as archive:
+        archive.writestr("../../etc/escape.dcm", b"x")
+    with pytest.raises(BratsInputError, match="points outside the archive"):
+        scan_study(tmp_path / "evil.zip")
+
+    only_ct = tmp_path / "ct"
+    only_ct.mkdir()
+    from pydicom import examples
+    examples.ct.save_as(only_ct / "ct.dcm")
+    with pytest.raises(BratsInputError, match="no T1 series") as refused:
+        choose_series(scan_study(only_ct))
+    assert "not MR (CT)" in str(refused.value)
+
+
+def _displacement(truth, case, transforms, sequence: str) -> float:
+    """Mean distance (mm) over brain voxels between where the transforms and the truth put each voxel."""
+    brain = np.argwhere(case.images["T1Gd"] > 0)[::40]
+    world = brain @ case.affine[:3, :3].T + case.affine[:3, 3]
+    expected = world @ truth.poses[sequence][:3, :3].T + truth.poses[sequence][:3, 3]
+    to_atlas = sitk.ReadTransform(str(transforms / "t1ce_from_atlas.tfm"))
+    chain = to_atlas if sequence == "T1Gd" else sitk.CompositeTransform(
+        [sitk.ReadTransform(str(transforms / f"{TOKENS[sequence]}_from_t1ce.tfm")), to_atlas])
+    found = np.array([LPS @ chain.TransformPoint(tuple(float(v) for v in LPS @ p)) for p in world])
+    return float(np.linalg.norm(found - expected, axis=1).mean())
+
+
+def test_preprocess_puts_every_sequence_where_the_truth_says(phantom, tmp_path):
+    case, atlas, _ = phantom
+    truth = _study(phantom, tmp_path / "study")
+    shutil.make_archive(str(tmp_path / "study"), "zip", tmp_path / "study")
+    completed = _preprocess_cli(tmp_path / "study.zip", "-o", tmp_path / "cases" / "P1", "--atlas", atlas)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "approximate" in completed.stderr  # no brain extraction given: the atlas's brain, with a warning
+    folder = tmp_path / "cases" / "P1"
+    transforms = folder / "preprocessing" / "transforms"
+    for sequence in TOKENS:
+        assert _displacement(truth, case, transforms, sequence) < 1.0, sequence
+    found = find_case(folder)  # brats predict reads the folder as it is
+    assert found.case_id == "P1" and found.segmentation is None
+    output = nib.load(found.sequences["T1Gd"])
+    assert output.shape == PHANTOM_SHAPE and np.allclose(output.affine, case.affine)
+    brain = np.asanyarray(nib.load(folder / "preprocessing" / "brain_mask.nii.gz").dataobj) > 0
+    truth_brain = case.images["T1Gd"] > 0
+    assert 2 * (brain & truth_brain).sum() / (brain.sum() + truth_brain.sum()) > 0.85
+    native = nib.load(folder / "preprocessing" / "native_t1ce.nii.gz")
+    assert np.allclose(native.affine, truth.grids["T1Gd"], atol=1e-3)
+    record = (folder / "preprocessing" / "preprocess.json").read_text()
+    assert '"SeriesNumber": 6' in record and "final_metric" in record
+
+    again = _preprocess_cli(tmp_path / "study.zip", "-o", folder, "--atlas", atlas)
+    assert again.returncode == 2 and "exists and is not empty" in again.stderr
+
+
+def test_skull_stripped_inputs_are_detected_and_nifti_inputs_work(phantom, tmp_path):
+    case, atlas, _ = phantom
+    _study(phantom, tmp_path / "study", skull=False)
+    picked, _ = choose_series(scan_study(tmp_path / "study"))
+    for sequence, series in picked.items():
+        nib.save(read_series(series), tmp_path / f"{TOKENS[sequence]}.nii.gz")
+    result = preprocess(None, tmp_path / "cases" / "P2", atlas=atlas,
+                        series={s: str(tmp_path / f"{TOKENS[s]}.nii.gz") for s in TOKENS})
+    assert "look skull-stripped" in result.brain_mask_source
+    brain = np.asanyarray(nib.load(tmp_path / "cases" / "P2" / "preprocessing" / "brain_mask.nii.gz").dataobj) > 0
+    truth_brain = case.images["T1Gd"] > 0
+    assert 2 * (brain & truth_brain).sum() / (brain.sum() + truth_brain.sum()) > 0.9
+
+
+def test_a_given_brain_mask_is_carried_onto_the_atlas_grid(phantom, tmp_path):
+    case, atlas, _ = phantom
+    _study(phantom, tmp_path / "stripped", skull=False)  # the same protocol and motion: the same grids
+    native = read_series(choose_series(scan_study(tmp_path / "stripped"))[0]["T1Gd"])
+    mask_file = tmp_path / "native_brain.nii.gz"
+    nib.save(nib.Nifti1Image((np.asarray(native.dataobj) > 0).astype(np.uint8), native.affine), mask_file)
+    _study(phantom, tmp_path / "study")
+    result = preprocess(tmp_path / "study", tmp_path / "cases" / "P3", atlas=atlas, brain_mask=mask_file)
+    assert result.brain_mask_source.startswith("given")
+    brain = np.asanyarray(nib.load(tmp_path / "cases" / "P3" / "preprocessing" / "brain_mask.nii.gz").dataobj) > 0
+    truth_brain = case.images["T1Gd"] > 0
+    assert 2 * (brain & truth_brain).sum() / (brain.sum() + truth_brain.sum()) > 0.95
+
+    wrong = tmp_path / "wrong_grid.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((10, 10, 10), np.uint8), np.eye(4)), wrong)
+    completed = _preprocess_cli(tmp_path / "study", "-o", tmp_path / "cases" / "P4", "--atlas", atlas,
+                                "--brain-mask", wrong)
+    assert completed.returncode == 2 and "must lie on the native T1Gd's grid" in completed.stderr
+    assert not (tmp_path / "cases" / "P4").exists()
+
+
+@pytest.mark.integration
+def test_brats_predict_takes_the_preprocessed_case_as_it_is(phantom, tmp_path, trained_models):
+    _, atlas, _ = phantom
+    _study(phantom, tmp_path / "study")
+    with pytest.warns(BratsWarning, match="approximate"):
+        preprocess(tmp_path / "study", tmp_path / "cases" / "P5", atlas=atlas)
+    for source in (tmp_path / "cases" / "P5", tmp_path / "cases"):  # one case folder, or a folder of cases
+        completed = subprocess.run(BRATS + ["predict", "-i", str(source), "-o", str(tmp_path / "out"), "-m",
+                                            str(trained_models["regions"]), "--fast", "--device", "cpu"],
+                                   capture_output=True, text=True, timeout=900)
+        assert completed.returncode == 0, completed.stderr[-2000:]
+        mask = nib.load(tmp_path / "out" / "P5.nii.gz")
+        assert mask.shape == PHANTOM_SHAPE
