@@ -51,6 +51,7 @@ benchmarks: install
 	$(BIN)/python benchmarks/predict.py
 	$(BIN)/python benchmarks/evaluate.py
 	$(BIN)/python benchmarks/export.py
+	$(BIN)/python benchmarks/preprocess.py
 
 clean:
 	rm -rf $(VENV) demo_output benchmarks/output .pytest_cache *.egg-info

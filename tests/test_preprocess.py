@@ -79,6 +79,19 @@ def test_series_identified_by_names_or_by_parameters_alone(phantom, tmp_path, na
         assert "later of two" in next(d.reason for d in decisions if d.sequence == "T1Gd")
 
 
+def test_enhanced_multiframe_series_read_like_single_frames(phantom, tmp_path):
+    specs = [s for s in default_specs() if s.sequence in ("T2", "FLAIR")]
+    _study(phantom, tmp_path / "classic", specs=specs)
+    _study(phantom, tmp_path / "enhanced", specs=[replace(s, enhanced=True) for s in specs])
+    classic, enhanced = (scan_study(tmp_path / name) for name in ("classic", "enhanced"))
+    for one, many in zip(classic, enhanced):
+        assert len(many.files) == 1 and many.frames == one.frames
+        assert (many.repetition_time, many.echo_time) == (one.repetition_time, one.echo_time)
+        single, multi = read_series(one), read_series(many)
+        assert np.allclose(single.affine, multi.affine, atol=1e-5)
+        assert np.array_equal(np.asarray(single.dataobj), np.asarray(multi.dataobj))
+
+
 @pytest.mark.parametrize("syntax", [JPEGLSLossless, JPEG2000Lossless, RLELossless],
                          ids=["jpeg-ls", "jpeg2000", "rle"])
 def test_compressed_series_read_like_uncompressed(phantom, tmp_path, syntax):

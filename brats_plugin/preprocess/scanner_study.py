@@ -48,6 +48,7 @@ class SeriesSpec:
     contrast_agent: str = ""
     kind: str = "ORIGINAL"  # ORIGINAL, LOCALIZER, DERIVED, DIFFUSION
     left_handed: bool = False  # slices step against the row x column normal (and are stored in that order)
+    enhanced: bool = False  # one enhanced multi-frame MR file instead of a file per slice
 
 
 @dataclass
@@ -195,6 +196,9 @@ def _write_series(folder: Path, voxels: np.ndarray, grid: np.ndarray, spec: Seri
     column_direction = lps[:3, 1] / spec.spacing[1]
     series_uid = generate_uid()
     pixels = np.clip(np.rint(voxels), 0, 32767).astype(np.uint16)
+    if spec.enhanced:
+        _write_enhanced(folder, pixels, lps, row_direction, column_direction, spec, number, study, series_uid)
+        return
     image_type = {"ORIGINAL": ["ORIGINAL", "PRIMARY", "M", "NONE"], "LOCALIZER": ["ORIGINAL", "PRIMARY", "LOCALIZER"],
                   "DERIVED": ["DERIVED", "SECONDARY", "MPR"], "DIFFUSION": ["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"]}
     for instance, k in enumerate(range(spec.shape[2]), start=1):
@@ -231,3 +235,49 @@ def _write_series(folder: Path, voxels: np.ndarray, grid: np.ndarray, spec: Seri
         if transfer_syntax != ExplicitVRLittleEndian:
             ds.compress(transfer_syntax)
         ds.save_as(folder / f"IM{instance:04d}.dcm", enforce_file_format=True)
+
+
+def _write_enhanced(folder: Path, pixels: np.ndarray, lps: np.ndarray, row_direction: np.ndarray,
+                    column_direction: np.ndarray, spec: SeriesSpec, number: int, study: Dataset,
+                    series_uid: str) -> None:
+    """The series as one Enhanced MR Image (multi-frame): geometry in the functional groups."""
+    enhanced_mr = "1.2.840.10008.5.1.4.1.1.4.1"
+    ds = Dataset()
+    ds.update(study)
+    ds.SOPClassUID, ds.SOPInstanceUID = enhanced_mr, generate_uid()
+    ds.Modality, ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = "MR", series_uid, number, 1
+    ds.SeriesDescription = ds.ProtocolName = spec.description
+    ds.SeriesTime = ds.AcquisitionTime = f"{8 + number // 6:02d}{(number * 7) % 60:02d}00"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    ds.MRAcquisitionType = spec.acquisition_type
+    if spec.contrast_agent:
+        ds.ContrastBolusAgent = spec.contrast_agent
+    timing, measures, orientation, value = Dataset(), Dataset(), Dataset(), Dataset()
+    timing.RepetitionTime = spec.repetition_time
+    measures.PixelSpacing = [spec.spacing[1], spec.spacing[0]]
+    measures.SliceThickness = spec.slice_thickness or spec.spacing[2]
+    orientation.ImageOrientationPatient = [float(f"{v:.8f}") for v in (*row_direction, *column_direction)]
+    value.RescaleSlope, value.RescaleIntercept, value.RescaleType = 1, 0, "US"
+    echo = Dataset()
+    echo.EffectiveEchoTime = spec.echo_time
+    shared = Dataset()
+    shared.MRTimingAndRelatedParametersSequence, shared.PixelMeasuresSequence = [timing], [measures]
+    shared.PlaneOrientationSequence, shared.PixelValueTransformationSequence = [orientation], [value]
+    shared.MREchoSequence = [echo]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for k in range(spec.shape[2]):
+        position, frame = Dataset(), Dataset()
+        position.ImagePositionPatient = [float(f"{v:.6f}") for v in lps[:3, 3] + k * lps[:3, 2]]
+        frame.PlanePositionSequence = [position]
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    ds.NumberOfFrames = spec.shape[2]
+    ds.Rows, ds.Columns = spec.shape[1], spec.shape[0]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = np.ascontiguousarray(pixels.transpose(2, 1, 0)).tobytes()  # (frames, rows, columns)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = enhanced_mr, ds.SOPInstanceUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.save_as(folder / "IM0001.dcm", enforce_file_format=True)
