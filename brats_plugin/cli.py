@@ -401,6 +401,9 @@ def _add_preprocess(commands: argparse._SubParsersAction) -> None:
     brain = parser.add_mutually_exclusive_group()
     brain.add_argument("--skull-stripped", action="store_true", help="the inputs are brain-only already")
     brain.add_argument("--brain-mask", metavar="PATH", help="a brain mask on the native T1Gd's grid")
+    parser.add_argument("--force", action="store_true", help="keep a registration that fails its plausibility "
+                                                            "check (a warning instead of exit status 2)")
+    parser.add_argument("-j", "--threads", type=int, default=None, help="threads (default: all cores)")
     parser.set_defaults(run=_run_preprocess)
 
 
@@ -408,8 +411,8 @@ def _run_preprocess(args: argparse.Namespace) -> None:
     from brats_plugin.preprocess import preprocess
     files = {"T1": args.t1, "T1Gd": args.t1c, "T2": args.t2, "FLAIR": args.flair}
     result = preprocess(args.study, args.output, case_id=args.case_id, series=files, atlas=args.atlas,
-                        skull_stripped=args.skull_stripped, brain_mask=args.brain_mask,
-                        say=lambda line: print(line, file=sys.stderr, flush=True))
+                        skull_stripped=args.skull_stripped, brain_mask=args.brain_mask, force=args.force,
+                        threads=args.threads, say=lambda line: print(line, file=sys.stderr, flush=True))
     print(result.summary())
     print(f"next: brats predict -i {result.case_folder} -o predictions/ -m MODEL")
 

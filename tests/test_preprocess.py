@@ -186,6 +186,11 @@ def test_preprocess_puts_every_sequence_where_the_truth_says(phantom, tmp_path):
     assert 2 * (brain & truth_brain).sum() / (brain.sum() + truth_brain.sum()) > 0.85
     native = nib.load(folder / "preprocessing" / "native_t1ce.nii.gz")
     assert np.allclose(native.affine, truth.grids["T1Gd"], atol=1e-3)
+    from PIL import Image
+    with Image.open(folder / "P1_qc.png") as picture:  # three planes of the four sequences
+        assert picture.mode == "RGB" and picture.width > 3 * PHANTOM_SHAPE[0] and picture.height > 2 * 100
+        colours = {tuple(c) for c in np.asarray(picture).reshape(-1, 3)}
+    assert (0, 220, 255) in colours and (255, 220, 0) in colours  # the T1Gd's edges and the mask's outline
     record = (folder / "preprocessing" / "preprocess.json").read_text()
     assert '"SeriesNumber": 6' in record and "final_metric" in record
 
@@ -241,3 +246,24 @@ def test_brats_predict_takes_the_preprocessed_case_as_it_is(phantom, tmp_path, t
         assert completed.returncode == 0, completed.stderr[-2000:]
         mask = nib.load(tmp_path / "out" / "P5.nii.gz")
         assert mask.shape == PHANTOM_SHAPE
+
+
+def test_an_implausible_registration_is_refused_unless_forced(phantom, tmp_path):
+    """A FLAIR from another patient's position (60 mm off): refused in one line, kept with --force."""
+    case, atlas, centre = phantom
+    specs = default_specs()
+    truth_dir = tmp_path / "study"
+    write_scanner_study(truth_dir, case.images, case.affine, head_pose=rigid(*HEAD_POSE, centre), specs=specs)
+    flair = next(p for p in scan_study(truth_dir) if p.description.startswith("t2_tirm"))
+    for source in flair.files:  # the FLAIR's slices moved 60 mm along the slice normal: not motion
+        dataset = source.read(pixels=True)
+        normal = np.cross(np.array(dataset.ImageOrientationPatient[:3], float),
+                          np.array(dataset.ImageOrientationPatient[3:], float))
+        dataset.ImagePositionPatient = [float(v) for v in np.array(dataset.ImagePositionPatient, float) + 60 * normal]
+        dataset.save_as(source.path)
+    completed = _preprocess_cli(truth_dir, "-o", tmp_path / "cases" / "P6", "--atlas", atlas)
+    assert completed.returncode == 2, completed.stderr[-2000:]
+    assert "registration failed its check: FLAIR" in completed.stderr and "--force" in completed.stderr
+    assert not (tmp_path / "cases" / "P6").exists()
+    forced = _preprocess_cli(truth_dir, "-o", tmp_path / "cases" / "P6", "--atlas", atlas, "--force", "-j", "1")
+    assert forced.returncode == 0 and "kept because of --force" in forced.stderr

@@ -5,6 +5,7 @@ scanner geometry, register each sequence rigidly to the T1Gd and the T1Gd affine
 resample all four once onto the atlas's grid, extract the brain, and write the case:
 
     CASE_DIR/<id>_t1.nii.gz, <id>_t1ce.nii.gz, <id>_t2.nii.gz, <id>_flair.nii.gz   (BraTS 2021 naming)
+    CASE_DIR/<id>_qc.png                                every sequence with the T1Gd's edges and the mask
     CASE_DIR/preprocessing/brain_mask.nii.gz            the mask applied to all four (atlas grid)
     CASE_DIR/preprocessing/native_t1ce.nii.gz           the T1Gd as acquired: the grid results go back to
     CASE_DIR/preprocessing/transforms/*.tfm             ITK transforms: each sequence <- T1Gd, T1Gd <- atlas
@@ -33,8 +34,10 @@ from brats_plugin.cases import AUXILIARY_FOLDER
 from brats_plugin.errors import BratsInputError, BratsWarning
 from brats_plugin.preprocess.atlas import MNI152, Atlas, load_atlas
 from brats_plugin.preprocess.identify import choose_series, format_table
+from brats_plugin.preprocess.qc import qc_picture
 from brats_plugin.preprocess.registration import (
     chain,
+    implausibility,
     register_rigid_same_session,
     register_to_atlas,
     resample_onto,
@@ -70,14 +73,18 @@ class PreprocessResult:
 
 def preprocess(study: str | os.PathLike | None, output: str | os.PathLike, *, case_id: str | None = None,
                series: dict[str, str] | None = None, atlas: str | os.PathLike = MNI152,
-               skull_stripped: bool = False, brain_mask: str | os.PathLike | None = None,
-               say: Callable[[str], None] = lambda line: None) -> PreprocessResult:
+               skull_stripped: bool = False, brain_mask: str | os.PathLike | None = None, force: bool = False,
+               threads: int | None = None, say: Callable[[str], None] = lambda line: None) -> PreprocessResult:
     """Preprocess one study into the case folder ``output``; see the module docstring.
 
     ``study``: a DICOM folder (any depth) or zip; None when ``series`` gives four NIfTI files.
     ``series``: sequence -> a SeriesNumber or SeriesInstanceUID (DICOM) or a NIfTI file path.
     ``brain_mask``: a mask on the native T1Gd grid; ``skull_stripped``: the inputs are brain-only.
+    ``force``: keep a registration that fails its plausibility check (a warning instead of an error).
+    ``threads``: threads for registration and resampling (None: all cores).
     """
+    if threads:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     started, seconds = time.perf_counter(), {}
     output = Path(output)
     case_id = case_id or output.name
@@ -93,6 +100,7 @@ def preprocess(study: str | os.PathLike | None, output: str | os.PathLike, *, ca
     to_t1c = {s: register_rigid_same_session(native["T1Gd"], native[s]) for s in SEQUENCES if s != "T1Gd"}
     reference = to_sitk(chosen_atlas.image)
     to_atlas = register_to_atlas(reference, chosen_atlas.brain_mask, native["T1Gd"])
+    _check_registrations(to_t1c, to_atlas, native["T1Gd"], reference, sources, force, say)
     seconds["registration"] = _lap(started, seconds)
 
     say("[3/5] resampling the four sequences once onto the atlas grid")
@@ -119,6 +127,21 @@ def preprocess(study: str | os.PathLike | None, output: str | os.PathLike, *, ca
     _write_case(output, case_id, chosen_atlas, resampled, mask, images["T1Gd"], to_t1c, to_atlas, record, seconds,
                 started)
     return result
+
+
+def _check_registrations(to_t1c: dict, to_atlas, t1c: sitk.Image, atlas: sitk.Image, sources: dict[str, str],
+                         force: bool, say: Callable[[str], None]) -> None:
+    """Refuse (or, with ``force``, warn about) registrations whose result is not believable."""
+    problems = [f"{sequence} ({sources[sequence]}) -> T1Gd {why}" for sequence, registration in to_t1c.items()
+                if (why := implausibility(registration.transform, t1c, same_session=True))]
+    if why := implausibility(to_atlas.transform, atlas, same_session=False):
+        problems.append(f"T1Gd ({sources['T1Gd']}) -> atlas {why}")
+    if not problems:
+        return
+    message = "registration failed its check: " + "; ".join(problems)
+    if not force:
+        raise BratsInputError(message + " (check the series chosen; --force keeps the result)")
+    warnings.warn(message + "; kept because of --force", BratsWarning, stacklevel=3)
 
 
 def _read_inputs(study, series: dict[str, str], say) -> tuple[dict[str, nib.Nifti1Image], dict[str, str], dict]:
@@ -203,6 +226,9 @@ def _write_case(output: Path, case_id: str, atlas: Atlas, resampled: dict[str, n
         (extra / "transforms").mkdir(parents=True)
         nifti.save(nib.Nifti1Image(mask.astype(np.uint8), atlas.image.affine), extra / "brain_mask.nii.gz")
         nifti.save(native_t1c, extra / "native_t1ce.nii.gz")
+        picture = qc_picture({s: np.where(mask, resampled[s], 0) for s in SEQUENCES}, mask, atlas.image.affine)
+        with files.atomic_path(staging / f"{case_id}_qc.png") as temporary:
+            picture.save(temporary, format="PNG")
         for sequence, registration in to_t1c.items():
             sitk.WriteTransform(registration.transform, str(extra / "transforms" / f"{OUTPUT_TOKENS[sequence]}"
                                                                                       "_from_t1ce.tfm"))

@@ -118,3 +118,30 @@ def resample_onto(reference: sitk.Image, moving: sitk.Image, transform: sitk.Tra
 def chain(*transforms: sitk.Transform) -> sitk.Transform:
     """One transform applying the given ones in order (first given, first applied)."""
     return sitk.CompositeTransform(list(reversed(transforms)))
+
+
+#: Plausibility limits of a registration result. Series of one study differ by patient motion: a few
+#: millimetres and degrees. A head differs from an adult template by its size and pose: scale factors
+#: well inside these bounds. Beyond them the optimiser has most likely locked onto the wrong thing.
+MAX_MOTION_MM, MAX_MOTION_DEGREES = 20.0, 15.0
+ATLAS_SCALE_RANGE = (0.6, 1.6)
+
+
+def implausibility(transform: sitk.Transform, fixed: sitk.Image, *, same_session: bool) -> str | None:
+    """Why a registration result is not believable, or None. Checked over the fixed image's field of view."""
+    if same_session:
+        size = np.array(fixed.GetSize()) - 1
+        corners = [fixed.TransformContinuousIndexToPhysicalPoint([float(c) for c in size * np.array(bits)])
+                   for bits in np.ndindex(2, 2, 2)]
+        moved = max(float(np.linalg.norm(np.subtract(transform.TransformPoint(c), c))) for c in corners)
+        matrix = np.array(transform.GetMatrix()).reshape(3, 3)
+        degrees = float(np.degrees(np.arccos(np.clip((np.trace(matrix) - 1) / 2, -1, 1))))
+        if moved > MAX_MOTION_MM or degrees > MAX_MOTION_DEGREES:
+            return (f"moves the field of view by up to {moved:.0f} mm and {degrees:.0f} degrees (motion between "
+                    f"series of one study stays below {MAX_MOTION_MM:g} mm and {MAX_MOTION_DEGREES:g} degrees)")
+        return None
+    scales = np.linalg.svd(np.array(transform.GetMatrix()).reshape(3, 3), compute_uv=False)
+    if scales.min() < ATLAS_SCALE_RANGE[0] or scales.max() > ATLAS_SCALE_RANGE[1]:
+        return (f"scales the head by {scales.min():.2f} to {scales.max():.2f} (a head fits the atlas within "
+                f"{ATLAS_SCALE_RANGE[0]:g} to {ATLAS_SCALE_RANGE[1]:g})")
+    return None
