@@ -88,10 +88,10 @@ def default_specs(*, named: bool = True) -> list[SeriesSpec]:
 
 
 def add_skull(images: dict[str, np.ndarray], spacing: tuple[float, float, float]) -> dict[str, np.ndarray]:
-    """The head around a brain-only case: 3 mm of CSF-dark skull, then 4 mm of bright scalp."""
-    brain = next(iter(images.values())) > 0
-    grow = lambda mm: ndimage.distance_transform_edt(~brain, sampling=spacing) <= mm  # noqa: E731
-    skull, scalp = grow(3.0) & ~brain, grow(7.0) & ~grow(3.0)
+    """The head around a brain-only case: 7 mm of dark CSF and skull, then 6 mm of bright scalp."""
+    brain = next(iter(images.values())) != 0
+    distance = ndimage.distance_transform_edt(~brain, sampling=spacing)
+    skull, scalp = ~brain & (distance <= 7.0), (distance > 7.0) & (distance <= 13.0)
     result = {}
     for sequence, voxels in images.items():
         typical = float(np.median(voxels[brain]))
