@@ -49,6 +49,21 @@ def _add_release_option(parser: argparse.ArgumentParser, help_text: str) -> None
     parser.add_argument("--labels", dest="release", action=_DeprecatedAlias, replacement="--release")
 
 
+#: One option per sequence, for predict's explicit files and preprocess's series: flag -> sequence.
+_SEQUENCE_FLAGS = {"--t1": "T1", "--t1c": "T1Gd", "--t2": "T2", "--flair": "FLAIR"}
+
+
+def _add_sequence_options(parser: argparse.ArgumentParser, metavar: str, help_text: str) -> None:
+    """``--t1 --t1c --t2 --flair``; ``help_text`` is formatted with the sequence's name."""
+    for flag, sequence in _SEQUENCE_FLAGS.items():
+        parser.add_argument(flag, metavar=metavar, help=help_text.format(sequence=sequence))
+
+
+def _sequence_options(args: argparse.Namespace) -> dict[str, str | None]:
+    """Sequence name -> what ``--t1 --t1c --t2 --flair`` gave (None where nothing)."""
+    return {sequence: getattr(args, flag[2:]) for flag, sequence in _SEQUENCE_FLAGS.items()}
+
+
 def _positive(text: str) -> tuple:
     values = _triple(float)(text)
     if min(values) <= 0:
@@ -205,8 +220,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
                "-o out/ -m MODEL --release 2023",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-i", "--input", metavar="INPUT", help="a case folder or a folder of case folders")
-    for flag, sequence in (("--t1", "T1"), ("--t1c", "T1Gd"), ("--t2", "T2"), ("--flair", "FLAIR")):
-        parser.add_argument(flag, metavar="FILE", help=f"the {sequence} image of a single case (instead of -i)")
+    _add_sequence_options(parser, "FILE", "the {sequence} image of a single case (instead of -i)")
     parser.add_argument("--case-id", help="case id for --t1/--t1c/--t2/--flair input (default: from the T1 name)")
     parser.add_argument("-o", "--output", metavar="OUT", required=True, help="output folder")
     parser.add_argument("-m", "--model", metavar="MODEL", required=True,
@@ -245,7 +259,7 @@ def _run_predict(args: argparse.Namespace) -> None:
     from brats_plugin.inference.predict import check_inputs, collect_cases, predict_cases, shard
     from brats_plugin.inference.segmenter import Segmenter
     from brats_plugin.inference.settings import FAST_SETTINGS
-    sequences = {"T1": args.t1, "T1Gd": args.t1c, "T2": args.t2, "FLAIR": args.flair}
+    sequences = _sequence_options(args)
     cases = shard(collect_cases(args.input, sequences, args.case_id, args.output), args.num_parts, args.part_id)
     check_inputs(cases, args.output)  # input mistakes before the model is loaded (cheap: headers only)
     exports = _export_request(args.export, args) if args.export else None
@@ -393,9 +407,8 @@ def _add_preprocess(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("study", metavar="STUDY", nargs="?", help="DICOM study: a folder (any depth) or a zip")
     parser.add_argument("-o", "--output", metavar="CASE_DIR", required=True, help="the case folder to create")
     parser.add_argument("--case-id", help="case id of the output files (default: the folder's name)")
-    for flag, sequence in (("--t1", "T1"), ("--t1c", "T1Gd"), ("--t2", "T2"), ("--flair", "FLAIR")):
-        parser.add_argument(flag, metavar="S", help=f"the {sequence} series: a SeriesNumber or SeriesInstanceUID "
-                                                    "(DICOM), or a NIfTI file (without STUDY)")
+    _add_sequence_options(parser, "S", "the {sequence} series: a SeriesNumber or SeriesInstanceUID (DICOM), or a "
+                                       "NIfTI file (without STUDY)")
     parser.add_argument("--atlas", default="mni152", help="mni152 (default, ICBM 2009a) or a T1 template NIfTI "
                                                           "(e.g. SRI24's: the BraTS 2017-2023 space)")
     brain = parser.add_mutually_exclusive_group()
@@ -409,8 +422,7 @@ def _add_preprocess(commands: argparse._SubParsersAction) -> None:
 
 def _run_preprocess(args: argparse.Namespace) -> None:
     from brats_plugin.preprocess import preprocess
-    files = {"T1": args.t1, "T1Gd": args.t1c, "T2": args.t2, "FLAIR": args.flair}
-    result = preprocess(args.study, args.output, case_id=args.case_id, series=files, atlas=args.atlas,
+    result = preprocess(args.study, args.output, case_id=args.case_id, series=_sequence_options(args), atlas=args.atlas,
                         skull_stripped=args.skull_stripped, brain_mask=args.brain_mask, force=args.force,
                         threads=args.threads, say=lambda line: print(line, file=sys.stderr, flush=True))
     print(result.summary())
