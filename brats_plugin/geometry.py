@@ -9,6 +9,16 @@ import numpy as np
 
 #: One slice per array axis.
 Box = tuple[slice, slice, slice]
+#: NIfTI's RAS and DICOM's (and ITK's) LPS patient coordinates differ by this flip; it is its own inverse.
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def rotation_matrix(degrees: tuple[float, float, float]) -> np.ndarray:
+    """The 3x3 rotation about the x, then y, then z axis by these angles (degrees)."""
+    rx, ry, rz = np.deg2rad(degrees)
+    return (np.array([[np.cos(rz), -np.sin(rz), 0], [np.sin(rz), np.cos(rz), 0], [0, 0, 1]])
+            @ np.array([[np.cos(ry), 0, np.sin(ry)], [0, 1, 0], [-np.sin(ry), 0, np.cos(ry)]])
+            @ np.array([[1, 0, 0], [0, np.cos(rx), -np.sin(rx)], [0, np.sin(rx), np.cos(rx)]]))
 
 
 def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:

@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from brats_plugin import files, nifti
 from brats_plugin.errors import BratsInputError
+from brats_plugin.geometry import rotation_matrix
 from brats_plugin.releases import SEGMENTATION, SEQUENCES, Release, get_release
 
 BRATS_SHAPE = (240, 240, 155)
@@ -63,10 +64,7 @@ def brats_affine(shape: tuple[int, int, int], spacing: tuple[float, float, float
     """
     linear = np.diag([-spacing[0], -spacing[1], spacing[2]])
     origin = np.array([0.0, (shape[1] - 1) * spacing[1], 0.0])
-    rx, ry, rz = np.deg2rad(rotation_degrees)
-    rotation = (np.array([[np.cos(rz), -np.sin(rz), 0], [np.sin(rz), np.cos(rz), 0], [0, 0, 1]])
-                @ np.array([[np.cos(ry), 0, np.sin(ry)], [0, 1, 0], [-np.sin(ry), 0, np.cos(ry)]])
-                @ np.array([[1, 0, 0], [0, np.cos(rx), -np.sin(rx)], [0, np.sin(rx), np.cos(rx)]]))
+    rotation = rotation_matrix(rotation_degrees)
     centre = origin + linear @ ((np.array(shape) - 1) / 2)
     affine = np.eye(4)
     affine[:3, :3] = rotation @ linear

@@ -48,6 +48,7 @@ from brats_plugin.export.images import (
     intensity_range,
 )
 from brats_plugin.export.legend import legend
+from brats_plugin.geometry import LPS_TO_RAS
 from brats_plugin.releases import SEQUENCES
 from brats_plugin.version import __version__
 
@@ -75,7 +76,7 @@ TISSUE_CODES: dict[str, Code] = {
 SEGMENT_CATEGORY: Code = codes.SCT.MorphologicallyAbnormalStructure  # SCT 49755003
 ANATOMIC_REGION: Code = codes.SCT.Brain
 
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+_RAS_TO_LPS = LPS_TO_RAS[:3, :3]  # its own inverse
 _SHEAR_TOLERANCE = 1e-4  # |cos| between the in-plane axes above which the grid counts as sheared
 _DEIDENTIFICATION_METHOD = "brats_plugin: no patient data exported; placeholders only"
 _SERIES_NUMBER_SEG, _SERIES_NUMBER_SC = 100, 200

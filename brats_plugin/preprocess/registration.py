@@ -21,7 +21,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-LPS = np.diag([-1.0, -1.0, 1.0])
+from brats_plugin.geometry import LPS_TO_RAS
+
+LPS = LPS_TO_RAS[:3, :3]  # RAS <-> LPS, 3x3
 #: Mutual information: histogram bins, and the fixed-image points sampled per iteration at every
 #: resolution (enough for a stable histogram; more only costs time: measured in benchmarks/preprocess.py).
 HISTOGRAM_BINS = 48

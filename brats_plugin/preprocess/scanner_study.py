@@ -22,9 +22,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from scipy import ndimage
 
+from brats_plugin.geometry import LPS_TO_RAS, rotation_matrix
 from brats_plugin.releases import SEQUENCES
 
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: Relative intensity of skull (bone, dark) and scalp (fat, bright on T1) per sequence.
 SKULL = dict(zip(SEQUENCES, (0.10, 0.10, 0.08, 0.08)))
 SCALP = dict(zip(SEQUENCES, (1.30, 1.30, 0.95, 0.90)))
@@ -102,18 +102,11 @@ def add_skull(images: dict[str, np.ndarray], spacing: tuple[float, float, float]
     return result
 
 
-def _rotation(degrees: tuple[float, float, float]) -> np.ndarray:
-    rx, ry, rz = np.deg2rad(degrees)
-    return (np.array([[np.cos(rz), -np.sin(rz), 0], [np.sin(rz), np.cos(rz), 0], [0, 0, 1]])
-            @ np.array([[np.cos(ry), 0, np.sin(ry)], [0, 1, 0], [-np.sin(ry), 0, np.cos(ry)]])
-            @ np.array([[1, 0, 0], [0, np.cos(rx), -np.sin(rx)], [0, np.sin(rx), np.cos(rx)]]))
-
-
 def rigid(degrees: tuple[float, float, float], shift_mm: tuple[float, float, float],
           centre: np.ndarray) -> np.ndarray:
     """A 4x4 rigid transform: rotation about ``centre``, then a shift."""
     transform = np.eye(4)
-    transform[:3, :3] = _rotation(degrees)
+    transform[:3, :3] = rotation_matrix(degrees)
     transform[:3, 3] = centre - transform[:3, :3] @ centre + np.asarray(shift_mm)
     return transform
 
@@ -155,7 +148,7 @@ def write_scanner_study(folder: str | os.PathLike, images: dict[str, np.ndarray]
 def _grid(spec: SeriesSpec, centre: np.ndarray) -> np.ndarray:
     """Voxel -> scanner RAS of a series: tilted, centred a little off the head."""
     grid = np.eye(4)
-    grid[:3, :3] = _rotation(spec.tilt_degrees) @ np.diag(spec.spacing)
+    grid[:3, :3] = rotation_matrix(spec.tilt_degrees) @ np.diag(spec.spacing)
     if spec.left_handed:
         grid[:3, 2] *= -1
     offset = np.array([3.0, -4.0, 2.0])  # fields of view are never centred exactly on the head

@@ -20,9 +20,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from brats_plugin.errors import BratsInputError
+from brats_plugin.geometry import LPS_TO_RAS
 from brats_plugin.preprocess.series import Series
 
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: Slice orientations agree when their direction cosines differ by less than this.
 ORIENTATION_TOLERANCE = 1e-4
 #: Slice spacing is regular when every gap is within this fraction of the mean gap.
