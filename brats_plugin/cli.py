@@ -117,7 +117,8 @@ def _add_synth(commands: argparse._SubParsersAction) -> None:
         description="Write phantoms (brain, tumour with necrosis, enhancing rim and edema, MRI-like contrast "
                     "on T1, T1Gd, T2, FLAIR) in the folder layout and naming of a BraTS release.",
         epilog="example:\n  brats synth /tmp/synthetic --release 2021 --cases 8 --shape 96,96,64\n"
-               "  brats synth /tmp/test --release 2023-GLI --cases 2 --images-only --first-index 100",
+               "  brats synth /tmp/test --release 2023-GLI --cases 2 --images-only --first-index 100\n"
+               "  brats synth /tmp/studies --scanner --cases 1",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", metavar="OUT", help="folder to write the case folders into")
     parser.add_argument("--release", default="2021", help="BraTS release whose layout and labels to use")
@@ -129,10 +130,21 @@ def _add_synth(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--first-index", type=int, default=1, help="number of the first case id (default 1)")
     parser.add_argument("--images-only", action="store_true", help="no segmentation (a test set)")
+    parser.add_argument("--scanner", action="store_true",
+                        help="instead, studies as a scanner writes them (DICOM series with skull, oblique 2-D T2 and "
+                             "FLAIR at 5 mm, a localizer, DWI and a derived series) with their truth, for brats "
+                             "preprocess; --release, --shape, --spacing, --rotate do not apply")
     parser.set_defaults(run=_run_synth)
 
 
 def _run_synth(args: argparse.Namespace) -> None:
+    if args.scanner:
+        from brats_plugin.preprocess.scanner_study import write_scanner_studies
+        folders = write_scanner_studies(args.output, args.cases, seed=args.seed, first_index=args.first_index)
+        print(f"wrote {len(folders)} synthetic scanner studies to {args.output} (each: dicom/, truth/, atlas_space/)")
+        print(f"next: brats preprocess {folders[0] / 'dicom'} -o cases/{folders[0].name} "
+              f"--atlas {folders[0] / 'atlas_space' / 'T1Gd.nii.gz'}")
+        return
     from brats_plugin.dataset_conversion import write_synthetic_release
     folders = write_synthetic_release(args.output, args.release, args.cases, shape=args.shape,
                                       spacing=args.spacing, rotation_degrees=args.rotate, seed=args.seed,
@@ -393,6 +405,7 @@ def _run_send(args: argparse.Namespace) -> None:
 
 
 def _add_preprocess(commands: argparse._SubParsersAction) -> None:
+    from brats_plugin.devices import DEVICE_CHOICES
     parser = commands.add_parser(
         "preprocess", help="a scanner study (DICOM or NIfTI, skull on) -> a BraTS-ready case folder",
         description="Find the T1, T1Gd, T2 and FLAIR series of a DICOM study (folder or zip) from their tags, read "
@@ -402,6 +415,7 @@ def _add_preprocess(commands: argparse._SubParsersAction) -> None:
                     "the transforms, the native T1Gd and preprocess.json in CASE_DIR/preprocessing/.",
         epilog="example:\n  brats preprocess study_dicom/ -o cases/patient1\n"
                "  brats preprocess study.zip -o cases/patient1 --t1c 7 --skull-stripped\n"
+               "  brats preprocess study_dicom/ -o cases/patient1 --brain-model hd-bet/Dataset001_BET\n"
                "  brats preprocess --t1 t1.nii.gz --t1c t1c.nii.gz --t2 t2.nii.gz --flair flair.nii.gz -o cases/p2",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", metavar="STUDY", nargs="?", help="DICOM study: a folder (any depth) or a zip")
@@ -414,6 +428,11 @@ def _add_preprocess(commands: argparse._SubParsersAction) -> None:
     brain = parser.add_mutually_exclusive_group()
     brain.add_argument("--skull-stripped", action="store_true", help="the inputs are brain-only already")
     brain.add_argument("--brain-mask", metavar="PATH", help="a brain mask on the native T1Gd's grid")
+    brain.add_argument("--brain-model", metavar="MODEL", help="an nnU-Net v2 brain-extraction model (results folder "
+                                                              "or zip, e.g. HD-BET 2.x's parameters) run on the "
+                                                              "registered sequences")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                        help="for --brain-model; default auto: cuda, mps, cpu")
     parser.add_argument("--force", action="store_true", help="keep a registration that fails its plausibility "
                                                             "check (a warning instead of exit status 2)")
     parser.add_argument("-j", "--threads", type=int, default=None, help="threads (default: all cores)")
@@ -422,9 +441,14 @@ def _add_preprocess(commands: argparse._SubParsersAction) -> None:
 
 def _run_preprocess(args: argparse.Namespace) -> None:
     from brats_plugin.preprocess import preprocess
+    extractor = None
+    if args.brain_model:
+        from brats_plugin.inference import BrainExtractor
+        extractor = BrainExtractor(args.brain_model, device=args.device, threads=args.threads)
     result = preprocess(args.study, args.output, case_id=args.case_id, series=_sequence_options(args), atlas=args.atlas,
-                        skull_stripped=args.skull_stripped, brain_mask=args.brain_mask, force=args.force,
-                        threads=args.threads, say=lambda line: print(line, file=sys.stderr, flush=True))
+                        skull_stripped=args.skull_stripped, brain_mask=args.brain_mask, brain_extractor=extractor,
+                        force=args.force, threads=args.threads,
+                        say=lambda line: print(line, file=sys.stderr, flush=True))
     print(result.summary())
     print(f"next: brats predict -i {result.case_folder} -o predictions/ -m MODEL")
 

@@ -5,6 +5,7 @@ The studies are written by pydicom from phantoms posed in the scanner with known
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import zipfile
@@ -20,8 +21,9 @@ from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 from brats_plugin.cases import find_case
 from brats_plugin.dataset_conversion.synthetic import synthesize_case
 from brats_plugin.errors import BratsInputError, BratsWarning
+from brats_plugin.nnunet_commands import run_nnunet, small_machine_environment, with_extension_trainers
 from brats_plugin.preprocess import choose_series, preprocess, read_series, scan_study
-from brats_plugin.preprocess.scanner_study import default_specs, rigid, write_scanner_study
+from brats_plugin.preprocess.scanner_study import add_skull, default_specs, rigid, write_scanner_study
 from brats_plugin.releases import get_release
 
 PHANTOM_SHAPE = (110, 128, 100)  # 1 mm: a brain with room for skull and scalp
@@ -193,6 +195,8 @@ def test_preprocess_puts_every_sequence_where_the_truth_says(phantom, tmp_path):
     assert (0, 220, 255) in colours and (255, 220, 0) in colours  # the T1Gd's edges and the mask's outline
     record = (folder / "preprocessing" / "preprocess.json").read_text()
     assert '"SeriesNumber": 6' in record and "final_metric" in record
+    overlap = json.loads(record)["registration"]["overlap"]
+    assert len(overlap) == 4 and min(overlap.values()) > 0.95, overlap
 
     again = _preprocess_cli(tmp_path / "study.zip", "-o", folder, "--atlas", atlas)
     assert again.returncode == 2 and "exists and is not empty" in again.stderr
@@ -267,3 +271,175 @@ def test_an_implausible_registration_is_refused_unless_forced(phantom, tmp_path)
     assert not (tmp_path / "cases" / "P6").exists()
     forced = _preprocess_cli(truth_dir, "-o", tmp_path / "cases" / "P6", "--atlas", atlas, "--force", "-j", "1")
     assert forced.returncode == 0 and "kept because of --force" in forced.stderr
+
+
+@pytest.mark.parametrize("failure", ["atlas", "FLAIR"])
+def test_a_registration_that_stopped_in_the_wrong_place_is_caught_by_its_overlap(phantom, tmp_path, monkeypatch,
+                                                                                   failure):
+    """An optimiser that ends 15 mm off (inside the motion limits: only the overlap can tell) is refused."""
+    from brats_plugin.preprocess import pipeline
+    from brats_plugin.preprocess.registration import Registration
+
+    _study(phantom, tmp_path / "study")
+    flair = next(s for s in scan_study(tmp_path / "study") if s.description.startswith("t2_tirm"))
+    flair_size = tuple(int(n) for n in read_series(flair).shape)
+    target = "register_to_atlas" if failure == "atlas" else "register_rigid_same_session"
+    register = getattr(pipeline, target)
+
+    def ends_15_mm_off(*arguments, **options):
+        found = register(*arguments, **options)
+        if failure == "atlas" or arguments[-1].GetSize() == flair_size:  # the moving image
+            off = sitk.AffineTransform(3)  # the same transform, landing 15 mm to the side
+            off.SetCenter(found.transform.GetCenter())
+            off.SetMatrix(found.transform.GetMatrix())
+            off.SetTranslation(tuple(np.add(found.transform.GetTranslation(), (15.0, 0.0, 0.0))))
+            return Registration(off, found.metric)
+        return found
+
+    monkeypatch.setattr(pipeline, target, ends_15_mm_off)
+    _, atlas, _ = phantom
+    with pytest.raises(BratsInputError, match="registration failed its check") as refused:
+        preprocess(tmp_path / "study", tmp_path / "cases" / "P7", atlas=atlas)
+    expected = "atlas brain on the T1Gd's head" if failure == "atlas" else "FLAIR head on the T1Gd's head"
+    assert expected in str(refused.value) and "moves the field of view" not in str(refused.value)
+    assert not (tmp_path / "cases" / "P7").exists()
+
+
+#: The brain-extraction dataset the tests train: skull-on phantoms at 2 mm (nnU-Net resamples to it).
+BET_DATASET, BET_CASES, BET_SPACING = 703, 6, (2.0, 2.0, 2.0)
+
+
+@pytest.fixture(scope="module")
+def brain_model(tmp_path_factory):
+    """A small nnU-Net brain-extraction model trained by the real ``nnUNetv2_train`` on skull-on phantoms.
+
+    One input channel named T1Gd, labels background/brain, like HD-BET 2.x's; the slim demo network,
+    60 iterations: enough to learn brain against skull and scalp on phantoms.
+    """
+    base = tmp_path_factory.mktemp("brain_model")
+    environment = with_extension_trainers(small_machine_environment())
+    for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        (base / name).mkdir()
+        environment[name] = str(base / name)
+    raw = base / "nnUNet_raw" / f"Dataset{BET_DATASET}_BrainExtraction"
+    (raw / "imagesTr").mkdir(parents=True)
+    (raw / "labelsTr").mkdir()
+    shape = tuple(round(n / s) for n, s in zip(PHANTOM_SHAPE, BET_SPACING))
+    for index in range(BET_CASES):
+        case = synthesize_case(get_release("2021"), f"B{index}", shape=shape, spacing=BET_SPACING, seed=100 + index)
+        head = add_skull({"T1Gd": case.images["T1Gd"]}, BET_SPACING)["T1Gd"]
+        nib.save(nib.Nifti1Image(head, case.affine), raw / "imagesTr" / f"BET_{index:03d}_0000.nii.gz")
+        nib.save(nib.Nifti1Image((case.images["T1Gd"] > 0).astype(np.uint8), case.affine),
+                 raw / "labelsTr" / f"BET_{index:03d}.nii.gz")
+    (raw / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T1Gd"}, "labels": {
+        "background": 0, "brain": 1}, "numTraining": BET_CASES, "file_ending": ".nii.gz"}))
+    run_nnunet("nnUNetv2_plan_and_preprocess", ["-d", str(BET_DATASET), "-c", "3d_fullres", "-np", "1"],
+               env=environment, timeout=900, capture=True)
+    trainer = "nnUNetTrainerDCCE_demo_6epochs"
+    run_nnunet("nnUNetv2_train", [str(BET_DATASET), "3d_fullres", "all", "-tr", trainer, "-device", "cpu"],
+               env=environment, timeout=1800, capture=True)
+    return base / "nnUNet_results" / raw.name / f"{trainer}__nnUNetPlans__3d_fullres"
+
+
+@pytest.mark.integration
+def test_a_brain_extraction_model_finds_the_brain(phantom, tmp_path, brain_model):
+    case, atlas, _ = phantom
+    _study(phantom, tmp_path / "study")
+    completed = _preprocess_cli(tmp_path / "study", "-o", tmp_path / "cases" / "P8", "--atlas", atlas,
+                                "--brain-model", brain_model, "--device", "cpu", timeout=900)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "approximate" not in completed.stderr
+    folder = tmp_path / "cases" / "P8"
+    brain = np.asanyarray(nib.load(folder / "preprocessing" / "brain_mask.nii.gz").dataobj) > 0
+    truth_brain = case.images["T1Gd"] > 0
+    dice = 2 * (brain & truth_brain).sum() / (brain.sum() + truth_brain.sum())
+    assert dice > 0.9, dice
+    record = json.loads((folder / "preprocessing" / "preprocess.json").read_text())
+    assert record["brain_mask"].startswith(f"model: nnU-Net model {brain_model}")
+    t1c = np.asanyarray(nib.load(folder / "P8_t1ce.nii.gz").dataobj)
+    assert not t1c[~brain].any() and t1c[brain].mean() > 0  # the mask is applied
+
+    from brats_plugin.errors import IncompatibleModelError
+    from brats_plugin.inference.brain_extraction import input_sequences
+    assert input_sequences({"channel_names": {"0": "T1"}}, "d") == ["T1"]
+    assert input_sequences({"channel_names": {"0": "MRI"}}, "d") == ["T1Gd"]  # one unnamed channel: the T1Gd
+    assert input_sequences({"channel_names": {"0": "FLAIR", "1": "T1ce"}}, "d") == ["FLAIR", "T1Gd"]
+    with pytest.raises(IncompatibleModelError, match="not distinct BraTS sequences"):
+        input_sequences({"channel_names": {"0": "MRI", "1": "CT"}}, "d")
+    wrong = _preprocess_cli(tmp_path / "study", "-o", tmp_path / "cases" / "P9", "--brain-model", tmp_path)
+    assert wrong.returncode == 2 and "not an nnU-Net model" in wrong.stderr
+    assert not (tmp_path / "cases" / "P9").exists()
+
+
+def test_brats_synth_scanner_writes_studies_with_their_truth(tmp_path):
+    completed = subprocess.run(BRATS + ["synth", str(tmp_path / "studies"), "--scanner", "--cases", "1"],
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    folder = tmp_path / "studies" / "Scanner_00001"
+    truth = json.loads((folder / "truth" / "truth.json").read_text())["series"]
+    picked, decisions = choose_series(scan_study(folder / "dicom"))
+    assert {s: series.number for s, series in picked.items()} == {s: t["SeriesNumber"] for s, t in truth.items()}
+    assert sum(d.sequence is None for d in decisions) == 3  # localizer, diffusion, derived
+    labels = nib.load(folder / "truth" / "t1ce_native_labels.nii.gz")
+    native = read_series(picked["T1Gd"])
+    assert labels.shape == tuple(truth["T1Gd"]["shape"]) and np.allclose(labels.affine, truth["T1Gd"]["grid"])
+    # the labels lie on the native T1Gd's tumour: brighter there than in the rest of the brain
+    tumour_world = nib.affines.apply_affine(labels.affine, np.argwhere(np.asarray(labels.dataobj) == 4))
+    in_native = np.rint(nib.affines.apply_affine(np.linalg.inv(native.affine), tumour_world)).astype(int)
+    enhancing = np.asarray(native.dataobj)[tuple(in_native.T)]
+    assert enhancing.mean() > 1.3 * np.median(np.asarray(native.dataobj)[np.asarray(native.dataobj) > 0])
+    assert sorted(p.name for p in (folder / "atlas_space").iterdir()) == [
+        "FLAIR.nii.gz", "T1.nii.gz", "T1Gd.nii.gz", "T2.nii.gz", "labels.nii.gz"]
+
+
+def test_mixed_sizes_and_unreadable_transfer_syntaxes_are_refused_in_one_line(phantom, tmp_path):
+    from pydicom import dcmread
+    from pydicom.encaps import encapsulate
+    _study(phantom, tmp_path / "mixed")
+    flair = next(s for s in scan_study(tmp_path / "mixed") if s.description.startswith("t2_tirm"))
+    odd = flair.files[3].read(pixels=True)
+    odd.Rows, odd.PixelData = odd.Rows - 2, odd.pixel_array[:-2].tobytes()
+    odd.save_as(flair.files[3].path)
+    completed = _preprocess_cli(tmp_path / "mixed", "-o", tmp_path / "out")
+    assert completed.returncode == 2 and "slices of different sizes" in completed.stderr
+    assert flair.label in completed.stderr.strip().splitlines()[-1]
+
+    specs = [s for s in default_specs() if s.sequence == "FLAIR"]
+    _study(phantom, tmp_path / "video", specs=specs)
+    for path in (tmp_path / "video").rglob("*.dcm"):  # MPEG-4 video: no decoder from pip reads it
+        dataset = dcmread(path)
+        dataset.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.102"
+        dataset.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(60)])
+        dataset["PixelData"].VR = "OB"
+        dataset.save_as(path)
+    with pytest.raises(BratsInputError, match=r"cannot read .*IM0001\.dcm"):
+        read_series(scan_study(tmp_path / "video")[0])
+    assert not (tmp_path / "out").exists()
+
+
+#: Scanner grids for the real sample case (its brain is adult-sized): spacing (mm) and shape per sequence.
+SAMPLE_GRIDS = {"T1": ((1.0, 1.0, 1.0), (180, 220, 170)), "T1Gd": ((1.0, 1.0, 1.0), (180, 220, 170)),
+                "T2": ((0.9, 0.9, 5.0), (220, 250, 30)), "FLAIR": ((0.9, 0.9, 5.0), (220, 250, 30))}
+
+
+@pytest.mark.integration
+def test_the_real_sample_case_from_scanner_grids_lands_where_the_truth_says(tmp_path):
+    """The shared glioma case, given a skull, posed in the scanner and written on oblique 1 mm and 5 mm
+    grids, preprocessed onto its own T1Gd as the atlas: every sequence within 1 mm of where it came from."""
+    from types import SimpleNamespace
+
+    from conftest import SAMPLE_CASE
+    sample = find_case(SAMPLE_CASE)
+    reference = nib.load(sample.sequences["T1Gd"])
+    images = {s: np.asarray(nib.load(p).dataobj, np.float32) for s, p in sample.sequences.items()}
+    centre = nib.affines.apply_affine(reference.affine, (np.array(reference.shape) - 1) / 2)
+    specs = [replace(s, spacing=SAMPLE_GRIDS[s.sequence][0], shape=SAMPLE_GRIDS[s.sequence][1]) if s.sequence
+             else s for s in default_specs()]
+    truth = write_scanner_study(tmp_path / "study", images, reference.affine, specs=specs,
+                                head_pose=rigid((-4.0, 6.0, -8.0), (-5.0, 7.0, 4.0), centre))
+    with pytest.warns(BratsWarning, match="approximate"):
+        preprocess(tmp_path / "study", tmp_path / "cases" / "sample", atlas=sample.sequences["T1Gd"])
+    known = SimpleNamespace(images=images, affine=reference.affine)
+    transforms = tmp_path / "cases" / "sample" / "preprocessing" / "transforms"
+    for sequence in TOKENS:
+        assert _displacement(truth, known, transforms, sequence) < 1.0, sequence

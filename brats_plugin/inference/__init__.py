@@ -6,6 +6,7 @@ without loading PyTorch.
 import importlib
 
 _DEFINED_IN = {
+    "BrainExtractor": "brain_extraction",
     "TrainedModel": "model", "open_model": "model",
     "Segmentation": "segmenter", "Segmenter": "segmenter", "predict_case": "segmenter",
     "Volumes": "volumes", "measure_volumes": "volumes",

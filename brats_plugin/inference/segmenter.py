@@ -108,7 +108,7 @@ class Segmenter:
         self._channels = input_channel_order(self.model.dataset_json, source)
         if threads:
             torch.set_num_threads(threads)
-        self._predictor = _load_predictor(self.model, self.device, mirroring, step_size, tiling)
+        self._predictor = load_predictor(self.model, self.device, mirroring, step_size, tiling)
         self._preprocessor = self._predictor.configuration_manager.preprocessor_class(verbose=False)
 
     @property
@@ -121,36 +121,52 @@ class Segmenter:
 
     def predict_case(self, case: Case | str | os.PathLike, *, probabilities: bool = False) -> Segmentation:
         """Segment one case (a :class:`Case` or a case folder); validates its sequences first."""
-        from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
         case = case if isinstance(case, Case) else find_case(case)
         seconds: dict[str, float] = {}
         started = time.perf_counter()
         reference, voxels = read_case_voxels(case)
-        # nnU-Net's NIfTI readers reverse the axes: arrays (channel, z, y, x), spacing (z, y, x)
         ordered = voxels if self._channels == list(range(len(SEQUENCES))) else voxels[self._channels]
-        data = ordered.transpose(0, 3, 2, 1)
-        spacing = [float(s) for s in reference.header.get_zooms()[:3]][::-1]
         seconds["read"] = _lap(started)
-        predictor = self._predictor
-        data, _, properties = self._preprocessor.run_case_npy(
-            data, None, {"spacing": spacing}, predictor.plans_manager, predictor.configuration_manager,
-            predictor.dataset_json)
+        segmentation, channels = run_network(self._predictor, self._preprocessor, ordered, reference.affine,
+                                             probabilities=probabilities, seconds=seconds)
         del voxels, ordered
-        seconds["preprocess"] = _lap(started, seconds)
-        logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
-        seconds["network"] = _lap(started, seconds)
-        result = convert_predicted_logits_to_segmentation_with_correct_shape(
-            logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager, properties,
-            return_probabilities=probabilities, num_threads_torch=torch.get_num_threads())
-        segmentation, channels = result if probabilities else (result, None)
-        labels = self._label_map.apply(segmentation.transpose(2, 1, 0))
-        seconds["export"] = _lap(started, seconds)
+        started = time.perf_counter()
+        labels = self._label_map.apply(segmentation)
+        seconds["export"] += _lap(started)
         return Segmentation(
             case.case_id, labels, reference, self.release, measure_volumes(labels, self.release, reference.affine),
-            seconds,
-            None if channels is None else np.ascontiguousarray(channels.transpose(3, 2, 1, 0), dtype=np.float32),
-            self.channel_names if probabilities else (),
+            seconds, channels, self.channel_names if probabilities else (),
         )
+
+
+def run_network(predictor, preprocessor, voxels: np.ndarray, affine: np.ndarray, *, probabilities: bool = False,
+                seconds: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """nnU-Net's preprocessing, network pass and export on channels ``voxels`` (c, x, y, z) of one grid.
+
+    Returns the model's label map (x, y, z) on that grid and, with ``probabilities``, its per-channel
+    probabilities (x, y, z, c). ``seconds`` (if given) gets the time of each nnU-Net step.
+    """
+    from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+    seconds = {} if seconds is None else seconds
+    started = time.perf_counter()
+    # nnU-Net's NIfTI readers reverse the axes: arrays (channel, z, y, x), spacing (z, y, x)
+    data = voxels.transpose(0, 3, 2, 1)
+    spacing = [float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)][::-1]
+    data, _, properties = preprocessor.run_case_npy(
+        data, None, {"spacing": spacing}, predictor.plans_manager, predictor.configuration_manager,
+        predictor.dataset_json)
+    seconds["preprocess"] = _lap(started)
+    started = time.perf_counter()
+    logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
+    seconds["network"] = _lap(started)
+    started = time.perf_counter()
+    result = convert_predicted_logits_to_segmentation_with_correct_shape(
+        logits, predictor.plans_manager, predictor.configuration_manager, predictor.label_manager, properties,
+        return_probabilities=probabilities, num_threads_torch=torch.get_num_threads())
+    segmentation, channels = result if probabilities else (result, None)
+    seconds["export"] = _lap(started)
+    return segmentation.transpose(2, 1, 0), (
+        None if channels is None else np.ascontiguousarray(channels.transpose(3, 2, 1, 0), dtype=np.float32))
 
 
 def predict_case(case: Case | str | os.PathLike, model: str | os.PathLike, **options) -> Segmentation:
@@ -174,7 +190,7 @@ def input_channel_order(dataset_json: dict, source: str) -> list[int]:
     return [SEQUENCES.index(s) for s in sequences]
 
 
-def _load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, step_size: float, tiling: str):
+def load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, step_size: float, tiling: str):
     """nnU-Net's predictor (or ours with larger tiles) with the model's network and every chosen fold."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels

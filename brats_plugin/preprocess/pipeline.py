@@ -34,9 +34,11 @@ from brats_plugin.cases import AUXILIARY_FOLDER
 from brats_plugin.errors import BratsInputError, BratsWarning
 from brats_plugin.preprocess.atlas import MNI152, Atlas, load_atlas
 from brats_plugin.preprocess.identify import choose_series, format_table
-from brats_plugin.preprocess.qc import qc_picture
+from brats_plugin.preprocess.qc import failed_figures, qc_picture, registration_figures
 from brats_plugin.preprocess.registration import (
+    brain_interior,
     chain,
+    field_of_view,
     implausibility,
     register_rigid_same_session,
     register_to_atlas,
@@ -52,8 +54,15 @@ from brats_plugin.version import __version__
 OUTPUT_TOKENS = dict(zip(SEQUENCES, ("t1", "t1ce", "t2", "flair")))
 #: The atlas's brain mask grown by this much when it stands in for a real brain extraction.
 ATLAS_MASK_MARGIN_MM = 3.0
+#: A model's brain mask smaller than this fraction of the atlas's brain is a failure, not a brain.
+MIN_BRAIN_FRACTION = 0.2
 #: Inputs whose signal just outside the brain is below this fraction of the brain's are brain-only.
 SKULL_STRIPPED_RATIO = 0.08
+
+
+#: A brain-extraction model: (sequence -> image on the atlas grid, that grid's affine) -> brain mask.
+#: An optional ``name`` attribute says which model in preprocess.json.
+BrainExtractorLike = Callable[[dict[str, np.ndarray], np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -73,13 +82,15 @@ class PreprocessResult:
 
 def preprocess(study: str | os.PathLike | None, output: str | os.PathLike, *, case_id: str | None = None,
                series: dict[str, str] | None = None, atlas: str | os.PathLike = MNI152,
-               skull_stripped: bool = False, brain_mask: str | os.PathLike | None = None, force: bool = False,
-               threads: int | None = None, say: Callable[[str], None] = lambda line: None) -> PreprocessResult:
+               skull_stripped: bool = False, brain_mask: str | os.PathLike | None = None,
+               brain_extractor: BrainExtractorLike | None = None, force: bool = False, threads: int | None = None,
+               say: Callable[[str], None] = lambda line: None) -> PreprocessResult:
     """Preprocess one study into the case folder ``output``; see the module docstring.
 
     ``study``: a DICOM folder (any depth) or zip; None when ``series`` gives four NIfTI files.
     ``series``: sequence -> a SeriesNumber or SeriesInstanceUID (DICOM) or a NIfTI file path.
-    ``brain_mask``: a mask on the native T1Gd grid; ``skull_stripped``: the inputs are brain-only.
+    ``brain_mask``: a mask on the native T1Gd grid; ``skull_stripped``: the inputs are brain-only;
+    ``brain_extractor``: a model that finds the brain (e.g. :class:`brats_plugin.inference.BrainExtractor`).
     ``force``: keep a registration that fails its plausibility check (a warning instead of an error).
     ``threads``: threads for registration and resampling (None: all cores).
     """
@@ -100,17 +111,20 @@ def preprocess(study: str | os.PathLike | None, output: str | os.PathLike, *, ca
     to_t1c = {s: register_rigid_same_session(native["T1Gd"], native[s]) for s in SEQUENCES if s != "T1Gd"}
     reference = to_sitk(chosen_atlas.image)
     to_atlas = register_to_atlas(reference, chosen_atlas.brain_mask, native["T1Gd"])
-    _check_registrations(to_t1c, to_atlas, native["T1Gd"], reference, sources, force, say)
     seconds["registration"] = _lap(started, seconds)
 
     say("[3/5] resampling the four sequences once onto the atlas grid")
     resampled = {s: resample_onto(reference, native[s], to_atlas.transform if s == "T1Gd" else
                                   chain(to_atlas.transform, to_t1c[s].transform)) for s in SEQUENCES}
+    views = {s: field_of_view(resampled[s]) for s in SEQUENCES}
+    figures = registration_figures(resampled, views, brain_interior(chosen_atlas.brain_mask, reference.GetSpacing()))
+    say("      overlap: " + ", ".join(f"{name} {value:.0%}" for name, value in figures.items()))
+    _check_registrations(to_t1c, to_atlas, figures, native["T1Gd"], reference, sources, force)
     seconds["resampling"] = _lap(started, seconds)
 
     say("[4/5] brain extraction")
-    mask, mask_source = _brain_mask(resampled["T1Gd"], chosen_atlas, reference, to_atlas.transform,
-                                    images["T1Gd"], skull_stripped, brain_mask)
+    mask, mask_source = _brain_mask(resampled, chosen_atlas, reference, to_atlas.transform, images["T1Gd"],
+                                    skull_stripped, brain_mask, brain_extractor)
     seconds["brain extraction"] = _lap(started, seconds)
 
     say(f"[5/5] writing {output}")
@@ -122,20 +136,23 @@ def preprocess(study: str | os.PathLike | None, output: str | os.PathLike, *, ca
         "registration": {"method": "SimpleITK, Mattes mutual information; sequences rigid to the T1Gd from the "
                                    "scanner's coordinates, T1Gd rigid then affine to the atlas",
                          "final_metric": {**{f"{s} -> T1Gd": r.metric for s, r in to_t1c.items()},
-                                          "T1Gd -> atlas": to_atlas.metric}},
+                                          "T1Gd -> atlas": to_atlas.metric},
+                         "overlap": {name: round(value, 4) for name, value in figures.items()}},
     })
     _write_case(output, case_id, chosen_atlas, resampled, mask, images["T1Gd"], to_t1c, to_atlas, record, seconds,
                 started)
     return result
 
 
-def _check_registrations(to_t1c: dict, to_atlas, t1c: sitk.Image, atlas: sitk.Image, sources: dict[str, str],
-                         force: bool, say: Callable[[str], None]) -> None:
-    """Refuse (or, with ``force``, warn about) registrations whose result is not believable."""
+def _check_registrations(to_t1c: dict, to_atlas, figures: dict[str, float], t1c: sitk.Image, atlas: sitk.Image,
+                         sources: dict[str, str], force: bool) -> None:
+    """Refuse (or, with ``force``, warn about) registrations whose result is not believable: transforms
+    beyond patient motion or head sizes, or anatomy that does not overlap (:mod:`.qc`)."""
     problems = [f"{sequence} ({sources[sequence]}) -> T1Gd {why}" for sequence, registration in to_t1c.items()
                 if (why := implausibility(registration.transform, t1c, same_session=True))]
     if why := implausibility(to_atlas.transform, atlas, same_session=False):
         problems.append(f"T1Gd ({sources['T1Gd']}) -> atlas {why}")
+    problems += failed_figures(figures)
     if not problems:
         return
     message = "registration failed its check: " + "; ".join(problems)
@@ -174,18 +191,26 @@ def _read_inputs(study, series: dict[str, str], say) -> tuple[dict[str, nib.Nift
     return images, {sequence: s.label for sequence, s in picked.items()}, record
 
 
-def _brain_mask(t1c: np.ndarray, atlas: Atlas, reference: sitk.Image, to_atlas: sitk.Transform,
-                native_t1c: nib.Nifti1Image, skull_stripped: bool,
-                given: str | os.PathLike | None) -> tuple[np.ndarray, str]:
+def _brain_mask(resampled: dict[str, np.ndarray], atlas: Atlas, reference: sitk.Image, to_atlas: sitk.Transform,
+                native_t1c: nib.Nifti1Image, skull_stripped: bool, given: str | os.PathLike | None,
+                extractor: BrainExtractorLike | None) -> tuple[np.ndarray, str]:
     """The brain on the atlas grid, and where it came from."""
     spacing = np.linalg.norm(atlas.image.affine[:3, :3], axis=0)
+    t1c = resampled["T1Gd"]
+    if extractor is not None:
+        mask = np.asarray(extractor(resampled, atlas.image.affine), bool)
+        name = getattr(extractor, "name", type(extractor).__name__)
+        if mask.sum() < MIN_BRAIN_FRACTION * atlas.brain_mask.sum():
+            raise BratsInputError(f"{name}: found {int(mask.sum())} brain voxels, under {MIN_BRAIN_FRACTION:.0%} of "
+                                  "the atlas's brain: is it a brain-extraction model for these images?")
+        return mask, f"model: {name}"
     if given is not None:
         image = nifti.load(given)
         if image.shape != native_t1c.shape or not np.allclose(image.affine, native_t1c.affine, atol=1e-3):
             raise BratsInputError(f"{given}: a brain mask must lie on the native T1Gd's grid (shape "
                                   f"{native_t1c.shape})")
         voxels = (np.asarray(nifti.read_array(given)) > 0).astype(np.float32)
-        mask = resample_onto(reference, to_sitk(image, voxels), to_atlas, linear=True) >= 0.5
+        mask = np.nan_to_num(resample_onto(reference, to_sitk(image, voxels), to_atlas, linear=True)) >= 0.5
         return mask, f"given ({given})"
     inside = t1c[atlas.brain_mask]
     shell = _shell(atlas.brain_mask, spacing, 4.0, 14.0)

