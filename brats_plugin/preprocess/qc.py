@@ -9,9 +9,9 @@ only edges.
 
 The picture (:func:`qc_picture`): three planes through the brain's centre (axial, coronal, sagittal;
 radiological convention: the patient's right on the left, marked R) by four columns (T1, T1Gd, T2,
-FLAIR). Each panel shows the sequence in grey with the T1Gd's strongest edges in cyan and the brain mask's outline in yellow: a
-sequence whose anatomy does not follow the cyan lines is misregistered; brain outside the yellow line
-is cut off.
+FLAIR). Each panel shows the sequence in grey with the T1Gd's strongest edges in cyan and the brain
+mask's outline in yellow: a sequence whose anatomy does not follow the cyan lines is misregistered;
+brain outside the yellow line is cut off.
 """
 from __future__ import annotations
 
