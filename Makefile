@@ -46,12 +46,14 @@ demo: install
 	$(BIN)/brats demo --output demo_output --also $(SAMPLE_CASE)
 
 benchmarks: install
+	$(BIN)/python -m pip install --quiet -e '.[test,benchmarks]'
 	$(BIN)/python benchmarks/convert.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/predict.py
 	$(BIN)/python benchmarks/evaluate.py
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/preprocess.py
+	$(BIN)/python benchmarks/registration_libraries.py
 
 clean:
 	rm -rf $(VENV) demo_output benchmarks/output .pytest_cache *.egg-info

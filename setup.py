@@ -42,6 +42,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "hypothesis", "monai", "panoptica", "selenium", "httpx", "ruff"],
+        "benchmarks": ["antspyx"],  # ANTsPy, the anchor of benchmarks/registration_libraries.py
     },
     entry_points={"console_scripts": ["brats=brats_plugin.cli:main"]},
     classifiers=[

@@ -32,12 +32,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from brats_plugin.cases import find_case
+from brats_plugin.preprocess.registration import transform_points
 from brats_plugin.preprocess.scanner_study import default_specs, rigid, write_scanner_study
 
 SAMPLE_CASE = Path(__file__).resolve().parents[1] / "tests" / "data" / "TCGA-DU-7294"
 SCANNER_GRIDS = {"T1": ((1.0, 1.0, 1.0), (192, 240, 176)), "T1Gd": ((1.0, 1.0, 1.0), (192, 240, 176)),
                  "T2": ((0.45, 0.45, 5.0), (448, 512, 30)), "FLAIR": ((0.5, 0.5, 5.0), (384, 448, 30))}
-LPS = np.diag([-1.0, -1.0, 1.0])
 TOKENS = {"T1": "t1", "T2": "t2", "FLAIR": "flair"}
 
 
@@ -76,8 +76,7 @@ def main() -> None:
         for sequence, token in TOKENS.items():
             expected = world @ truth.poses[sequence][:3, :3].T + truth.poses[sequence][:3, 3]
             found_transform = sitk.ReadTransform(str(transforms / f"{token}_from_t1ce.tfm"))
-            found = np.array([LPS @ found_transform.TransformPoint(tuple(float(v) for v in LPS @ p))
-                              for p in t1c_points])
+            found = transform_points(found_transform, t1c_points)
             print(f"  {sequence:<6} {np.linalg.norm(found - expected, axis=1).mean():.2f} mm")
         print(f"final metrics: {record['registration']['final_metric']}")
         print("anchor: BrainLes preprocessing (ANTs) cannot run here (downloads atlases and weights at run time)")

@@ -36,6 +36,11 @@ from brats_plugin.releases import (
 #: A case folder's sub-folder of files that belong to the case but are not case images (``brats
 #: preprocess`` keeps its brain mask and transforms there); never read as a case of its own.
 AUXILIARY_FOLDER = "preprocessing"
+#: ``brats predict``'s mask of a preprocessed case carried back onto the patient's own T1Gd grid
+#: (``<case>_native.nii.gz``), and the folder of its output where it keeps the cases it preprocessed
+#: from scanner studies: outputs beside the masks, not cases or masks of their own.
+NATIVE_MASK_SUFFIX = "_native.nii.gz"
+PREPROCESSED_FOLDER = "preprocessed"
 #: Two affines agree when their linear parts (direction x spacing) match to this relative tolerance,
 #: nnU-Net's own spacing tolerance, and their origins to this many millimetres.
 AFFINE_RTOL = 1e-5

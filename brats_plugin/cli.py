@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 import warnings
+from pathlib import Path
 from typing import Callable, Sequence
 
 from brats_plugin.errors import BratsInputError, BratsStepError, BratsWarning
@@ -223,16 +224,26 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
         description="Segment one case folder, a folder of case folders, or four explicit files with a trained "
                     "nnU-Net model (results folder or exported zip). Writes OUT/<case>.nii.gz (uint8, BraTS labels, "
                     "the T1 image's exact grid and header), OUT/<case>.json and OUT/volumes.csv (mL per label and "
-                    "WT/TC/ET).",
+                    "WT/TC/ET). A scanner study (DICOM folder or zip, or raw NIfTI with --preprocess) is first "
+                    "preprocessed into OUT/preprocessed/ID (brats preprocess); a preprocessed case's mask is also "
+                    "carried back onto the patient's own T1Gd grid: OUT/<case>_native.nii.gz, whose volumes are "
+                    "the clinical figures.",
         epilog="example:\n"
                "  brats predict -i BraTS2021_00000/ -o predictions/ -m results/Dataset501_BraTS2021/"
                "nnUNetTrainerGDL__nnUNetPlans__3d_fullres\n"
                "  brats predict -i archive/ -o predictions/ -m model.zip --fast --num-parts 10 --part-id 3\n"
                "  brats predict --t1 a_t1.nii.gz --t1c a_t1c.nii.gz --t2 a_t2.nii.gz --flair a_flair.nii.gz "
-               "-o out/ -m MODEL --release 2023",
+               "-o out/ -m MODEL --release 2023\n"
+               "  brats predict -i study_dicom/ -o out/ -m model.zip --fast        # a scanner study: also the mask "
+               "on the native T1Gd",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-i", "--input", metavar="INPUT", help="a case folder or a folder of case folders")
-    _add_sequence_options(parser, "FILE", "the {sequence} image of a single case (instead of -i)")
+    parser.add_argument("-i", "--input", metavar="INPUT", help="a case folder, a folder of case folders, or a "
+                                                                "scanner study (DICOM folder or zip: preprocessed "
+                                                                "first, results also on the native T1Gd)")
+    _add_sequence_options(parser, "FILE", "the {sequence} image of a single case (instead of -i); with a DICOM "
+                                          "study, the {sequence} series (SeriesNumber or UID)")
+    parser.add_argument("--preprocess", action="store_true", help="the --t1/--t1c/--t2/--flair files are raw scanner "
+                                                                 "images: run brats preprocess on them first")
     parser.add_argument("--case-id", help="case id for --t1/--t1c/--t2/--flair input (default: from the T1 name)")
     parser.add_argument("-o", "--output", metavar="OUT", required=True, help="output folder")
     parser.add_argument("-m", "--model", metavar="MODEL", required=True,
@@ -264,6 +275,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--export", metavar="FORMATS", help="also write exports of each case beside its mask: "
                                                             "comma-separated dicom, html, png, gif (see brats export)")
     _add_export_options(parser)
+    _add_preprocessing_options(parser)
     parser.set_defaults(run=_run_predict)
 
 
@@ -271,8 +283,12 @@ def _run_predict(args: argparse.Namespace) -> None:
     from brats_plugin.inference.predict import check_inputs, collect_cases, predict_cases, shard
     from brats_plugin.inference.segmenter import Segmenter
     from brats_plugin.inference.settings import FAST_SETTINGS
-    sequences = _sequence_options(args)
-    cases = shard(collect_cases(args.input, sequences, args.case_id, args.output), args.num_parts, args.part_id)
+    from brats_plugin.preprocess import is_dicom_study
+    if args.preprocess or (args.input and is_dicom_study(args.input)):
+        cases = [_preprocessed_case(args)]
+    else:
+        cases = shard(collect_cases(args.input, _sequence_options(args), args.case_id, args.output), args.num_parts,
+                      args.part_id)
     check_inputs(cases, args.output)  # input mistakes before the model is loaded (cheap: headers only)
     exports = _export_request(args.export, args) if args.export else None
     settings = dict(FAST_SETTINGS) if args.fast else {}
@@ -289,6 +305,22 @@ def _run_predict(args: argparse.Namespace) -> None:
     skipped = f", {len(run.skipped)} skipped (outputs existed)" if run.skipped else ""
     print(f"segmented {len(run.written)} case(s){skipped} into {args.output}"
           + (f"; volumes in {run.volumes_csv}" if run.volumes_csv else ""))
+
+
+def _preprocessed_case(args: argparse.Namespace):
+    """``brats predict`` on a scanner study: the case ``brats preprocess`` makes of it in OUT/preprocessed/ID
+    (made once: a later run with another model takes the folder that is there)."""
+    from brats_plugin.cases import PREPROCESSED_FOLDER, find_case
+    from brats_plugin.preprocess.native import way_back
+    if args.input is None and not all(_sequence_options(args).values()):
+        raise BratsInputError("--preprocess without -i STUDY needs all of --t1 --t1c --t2 --flair (raw NIfTI files)")
+    case_id = args.case_id or (Path(args.input).name.removesuffix(".zip") if args.input else "patient")
+    folder = Path(args.output) / PREPROCESSED_FOLDER / case_id
+    if way_back(folder):
+        print(f"taking the case preprocessed before in {folder} (delete it to preprocess again)", file=sys.stderr)
+    else:
+        _preprocess_from_options(args, args.input, str(folder), case_id)
+    return find_case(folder)
 
 
 def _add_export_options(parser: argparse.ArgumentParser) -> None:
@@ -423,32 +455,42 @@ def _add_preprocess(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--case-id", help="case id of the output files (default: the folder's name)")
     _add_sequence_options(parser, "S", "the {sequence} series: a SeriesNumber or SeriesInstanceUID (DICOM), or a "
                                        "NIfTI file (without STUDY)")
-    parser.add_argument("--atlas", default="mni152", help="mni152 (default, ICBM 2009a) or a T1 template NIfTI "
-                                                          "(e.g. SRI24's: the BraTS 2017-2023 space)")
-    brain = parser.add_mutually_exclusive_group()
+    _add_preprocessing_options(parser)
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                        help="for --brain-model; default auto: cuda, mps, cpu")
+    parser.add_argument("-j", "--threads", type=int, default=None, help="threads (default: all cores)")
+    parser.set_defaults(run=_run_preprocess)
+
+
+def _add_preprocessing_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``brats preprocess`` that ``brats predict`` takes for a scanner study too."""
+    group = parser.add_argument_group("preprocessing (brats preprocess)")
+    group.add_argument("--atlas", default="mni152", help="mni152 (default, ICBM 2009a) or a T1 template NIfTI "
+                                                         "(e.g. SRI24's: the BraTS 2017-2023 space)")
+    brain = group.add_mutually_exclusive_group()
     brain.add_argument("--skull-stripped", action="store_true", help="the inputs are brain-only already")
     brain.add_argument("--brain-mask", metavar="PATH", help="a brain mask on the native T1Gd's grid")
     brain.add_argument("--brain-model", metavar="MODEL", help="an nnU-Net v2 brain-extraction model (results folder "
                                                               "or zip, e.g. HD-BET 2.x's parameters) run on the "
                                                               "registered sequences")
-    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
-                        help="for --brain-model; default auto: cuda, mps, cpu")
-    parser.add_argument("--force", action="store_true", help="keep a registration that fails its plausibility "
-                                                            "check (a warning instead of exit status 2)")
-    parser.add_argument("-j", "--threads", type=int, default=None, help="threads (default: all cores)")
-    parser.set_defaults(run=_run_preprocess)
+    group.add_argument("--force", action="store_true", help="keep a registration that fails its checks (a warning "
+                                                           "instead of exit status 2)")
 
 
-def _run_preprocess(args: argparse.Namespace) -> None:
+def _preprocess_from_options(args: argparse.Namespace, study: str | None, output: str, case_id: str | None):
+    """Run ``brats preprocess`` with the options of :func:`_add_preprocessing_options`; its result."""
     from brats_plugin.preprocess import preprocess
     extractor = None
     if args.brain_model:
         from brats_plugin.inference import BrainExtractor
         extractor = BrainExtractor(args.brain_model, device=args.device, threads=args.threads)
-    result = preprocess(args.study, args.output, case_id=args.case_id, series=_sequence_options(args), atlas=args.atlas,
-                        skull_stripped=args.skull_stripped, brain_mask=args.brain_mask, brain_extractor=extractor,
-                        force=args.force, threads=args.threads,
-                        say=lambda line: print(line, file=sys.stderr, flush=True))
+    return preprocess(study, output, case_id=case_id, series=_sequence_options(args), atlas=args.atlas,
+                      skull_stripped=args.skull_stripped, brain_mask=args.brain_mask, brain_extractor=extractor,
+                      force=args.force, threads=args.threads, say=lambda line: print(line, file=sys.stderr, flush=True))
+
+
+def _run_preprocess(args: argparse.Namespace) -> None:
+    result = _preprocess_from_options(args, args.study, args.output, args.case_id)
     print(result.summary())
     print(f"next: brats predict -i {result.case_folder} -o predictions/ -m MODEL")
 

@@ -59,15 +59,34 @@ def measure_volumes(labels: np.ndarray, release: Release, affine: np.ndarray) ->
     )
 
 
-def write_volumes_csv(rows: dict[str, Volumes], path: str | os.PathLike) -> None:
-    """One row per case (sorted by case id), written atomically."""
+#: How the columns of volumes on the patient's own (native) grid are told apart in tables.
+NATIVE_COLUMN_SUFFIX = " native (mL, clinical)"
+
+
+def native_columns(volumes: Volumes) -> dict[str, float]:
+    """:meth:`Volumes.columns` of a mask on the patient's own grid: ``WT native (mL, clinical)``, ..."""
+    return {name.removesuffix(" (mL)") + NATIVE_COLUMN_SUFFIX: ml for name, ml in volumes.columns().items()}
+
+
+def write_volumes_csv(rows: dict[str, Volumes], path: str | os.PathLike,
+                      native: dict[str, Volumes] | None = None) -> None:
+    """One row per case (sorted by case id), written atomically.
+
+    ``native``: volumes of the same cases on the patient's own grid (cases that came from a scanner study
+    through ``brats preprocess``), in extra columns named as the clinical figures; empty for other cases.
+    """
     if not rows:
         return
+    native = native or {}
     header = ["case_id", *next(iter(rows.values())).columns()]
+    if native:
+        header += list(native_columns(next(iter(native.values()))))
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(header)
     for case_id in sorted(rows):
         values = rows[case_id].columns()
+        if case_id in native:
+            values.update(native_columns(native[case_id]))
         writer.writerow([case_id, *(f"{values[c]:.3f}" if c in values else "" for c in header[1:])])
     files.write_bytes_atomic(text.getvalue().encode(), path)

@@ -23,12 +23,12 @@ from brats_plugin.dataset_conversion.synthetic import synthesize_case
 from brats_plugin.errors import BratsInputError, BratsWarning
 from brats_plugin.nnunet_commands import run_nnunet, small_machine_environment, with_extension_trainers
 from brats_plugin.preprocess import choose_series, preprocess, read_series, scan_study
+from brats_plugin.preprocess.registration import transform_points
 from brats_plugin.preprocess.scanner_study import add_skull, default_specs, rigid, write_scanner_study
 from brats_plugin.releases import get_release
 
 PHANTOM_SHAPE = (110, 128, 100)  # 1 mm: a brain with room for skull and scalp
 HEAD_POSE = (6.0, -4.0, 9.0), (5.0, -7.0, 12.0)  # degrees, mm: the head in the scanner
-LPS = np.diag([-1.0, -1.0, 1.0])
 TOKENS = {"T1": "t1", "T1Gd": "t1ce", "T2": "t2", "FLAIR": "flair"}
 
 
@@ -164,8 +164,7 @@ def _displacement(truth, case, transforms, sequence: str) -> float:
     to_atlas = sitk.ReadTransform(str(transforms / "t1ce_from_atlas.tfm"))
     chain = to_atlas if sequence == "T1Gd" else sitk.CompositeTransform(
         [sitk.ReadTransform(str(transforms / f"{TOKENS[sequence]}_from_t1ce.tfm")), to_atlas])
-    found = np.array([LPS @ chain.TransformPoint(tuple(float(v) for v in LPS @ p)) for p in world])
-    return float(np.linalg.norm(found - expected, axis=1).mean())
+    return float(np.linalg.norm(transform_points(chain, world) - expected, axis=1).mean())
 
 
 def test_preprocess_puts_every_sequence_where_the_truth_says(phantom, tmp_path):
@@ -238,7 +237,9 @@ def test_a_given_brain_mask_is_carried_onto_the_atlas_grid(phantom, tmp_path):
 
 
 @pytest.mark.integration
-def test_brats_predict_takes_the_preprocessed_case_as_it_is(phantom, tmp_path, trained_models):
+@pytest.mark.timeout(1800)  # three studies preprocessed and five predictions (and the models, if trained here)
+def test_brats_predict_takes_the_preprocessed_case_as_it_is_and_returns_it_to_the_native_grid(
+        phantom, tmp_path, trained_models):
     _, atlas, _ = phantom
     _study(phantom, tmp_path / "study")
     with pytest.warns(BratsWarning, match="approximate"):
@@ -250,6 +251,56 @@ def test_brats_predict_takes_the_preprocessed_case_as_it_is(phantom, tmp_path, t
         assert completed.returncode == 0, completed.stderr[-2000:]
         mask = nib.load(tmp_path / "out" / "P5.nii.gz")
         assert mask.shape == PHANTOM_SHAPE
+    native = nib.load(tmp_path / "out" / "P5_native.nii.gz")
+    t1c = nib.load(tmp_path / "cases" / "P5" / "preprocessing" / "native_t1ce.nii.gz")
+    assert native.shape == t1c.shape and np.allclose(native.affine, t1c.affine)
+    report = json.loads((tmp_path / "out" / "P5.json").read_text())
+    assert "clinical" in report["native"]["about"] and set(report["native"]["volumes"]["regions"]) == {"WT", "TC", "ET"}
+    header = (tmp_path / "out" / "volumes.csv").read_text().splitlines()[0]
+    assert "WT (mL)" in header and "WT native (mL, clinical)" in header
+
+    # a DICOM study straight into brats predict: preprocessed into OUT/preprocessed/<id>, then segmented
+    shutil.make_archive(str(tmp_path / "P11"), "zip", tmp_path / "study")
+    arguments = ["predict", "-i", str(tmp_path / "P11.zip"), "-o", str(tmp_path / "study_out"), "--atlas", str(atlas),
+                 "--fast", "--device", "cpu", "--skull-stripped"]
+    for model in ("regions", "regions_stock"):  # the second run takes the case preprocessed by the first
+        completed = subprocess.run(BRATS + arguments + ["-m", str(trained_models[model])], capture_output=True,
+                                   text=True, timeout=900)
+        assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "taking the case preprocessed before" in completed.stderr
+    study_out = tmp_path / "study_out"
+    assert (study_out / "preprocessed" / "P11" / "preprocessing" / "preprocess.json").is_file()
+    assert nib.load(study_out / "P11_native.nii.gz").shape == t1c.shape
+    from brats_plugin.evaluation.pairing import find_masks
+    assert list(find_masks(study_out)[0]) == ["P11"]  # evaluate passes over the native mask and the cases
+
+    from brats_plugin.inference import Segmenter
+    result = Segmenter(trained_models["regions_stock"], mirroring=False, device="cpu").predict_study(
+        tmp_path / "P11.zip", tmp_path / "api" / "P12", atlas=atlas, skull_stripped=True)
+    assert result.case_id == "P12" and result.labels.shape == PHANTOM_SHAPE
+    assert result.native.image.shape == t1c.shape and set(result.native.volumes.regions) == {"WT", "TC", "ET"}
+    stored = json.loads((study_out / "P11.json").read_text())["native"]["volumes"]["regions"]
+    assert result.native.volumes.regions["WT"] == pytest.approx(stored["WT"]["mL"], rel=0.02, abs=0.05)
+
+
+def test_the_true_labels_go_back_onto_the_native_t1gd_where_the_scanner_saw_them(phantom, tmp_path):
+    """The phantom's true labels, carried from the atlas grid onto the native T1Gd (5 degrees oblique,
+    head posed and moved) by the kept transforms, match the labels sampled there by the truth."""
+    from brats_plugin.preprocess.native import labels_to_native
+    from brats_plugin.preprocess.scanner_study import native_labels
+    case, atlas, _ = phantom
+    truth = _study(phantom, tmp_path / "study")
+    preprocess(tmp_path / "study", tmp_path / "cases" / "P10", atlas=atlas, skull_stripped=True)
+    found = labels_to_native(case.labels.astype(np.uint8), case.affine, tmp_path / "cases" / "P10")
+    expected = native_labels(case.labels, case.affine, truth)
+    assert found.shape == expected.shape and np.allclose(found.affine, expected.affine, atol=1e-3)
+    found_labels, expected_labels = np.asarray(found.dataobj), np.asarray(expected.dataobj)
+    for region, values in {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}.items():
+        a, b = np.isin(found_labels, values), np.isin(expected_labels, values)
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.9, region
+        # the right side of the head: the tumour's centre where the scanner saw it, within 1.5 mm
+        centres = [nib.affines.apply_affine(found.affine, np.argwhere(m).mean(axis=0)) for m in (a, b)]
+        assert np.linalg.norm(centres[0] - centres[1]) < 1.5, region
 
 
 def test_an_implausible_registration_is_refused_unless_forced(phantom, tmp_path):

@@ -19,7 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from brats_plugin import nifti
-from brats_plugin.cases import case_id_from_file_name, find_cases, identify_file
+from brats_plugin.cases import (
+    AUXILIARY_FOLDER,
+    NATIVE_MASK_SUFFIX,
+    PREPROCESSED_FOLDER,
+    case_id_from_file_name,
+    find_cases,
+    identify_file,
+)
 from brats_plugin.errors import BratsInputError
 from brats_plugin.releases import RELEASES, SEGMENTATION, SEQUENCES
 
@@ -57,7 +64,9 @@ def find_masks(source: str | os.PathLike) -> tuple[dict[str, Path], list[Path]]:
     if not source.is_dir():
         raise BratsInputError(f"{source}: no such file or folder")
     files = sorted(p for p in source.rglob("*") if p.is_file() and nifti.nifti_ending(p.name)
-                   and not any(part.startswith(".") for part in p.relative_to(source).parts))
+                   and not p.name.endswith(NATIVE_MASK_SUFFIX) and not any(
+                       part.startswith(".") or part in (PREPROCESSED_FOLDER, AUXILIARY_FOLDER)
+                       for part in p.relative_to(source).parts))
     if not files:
         raise BratsInputError(f"{source}: no NIfTI files (.nii or .nii.gz) below this folder")
     if any(identify_file(p.name) in SEQUENCES for p in files):  # case folders with images: a BraTS release

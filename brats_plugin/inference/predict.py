@@ -21,12 +21,13 @@ from typing import Callable
 from tqdm import tqdm
 
 from brats_plugin import nifti
-from brats_plugin.cases import Case, case_from_files, check_case_headers, find_case, find_cases
+from brats_plugin.cases import NATIVE_MASK_SUFFIX, Case, case_from_files, check_case_headers, find_case, find_cases
 from brats_plugin.errors import BratsInputError
 from brats_plugin.export.case import load_export_case
 from brats_plugin.export.formats import ExportRequest
 from brats_plugin.files import prepare_output_folder, write_bytes_atomic
 from brats_plugin.inference.segmenter import Segmentation, Segmenter
+from brats_plugin.preprocess.native import way_back
 from brats_plugin.version import __version__
 from brats_plugin.volumes import Volumes, write_volumes_csv
 
@@ -93,7 +94,7 @@ def predict_cases(cases: list[Case], output: str | os.PathLike, segmenter: Segme
     refuse a bad case of a batch before any work.
     """
     output = prepare_output_folder(output)
-    todo = [c for c in cases if not (skip_existing and _outputs_exist(output, c.case_id, probabilities, exports))]
+    todo = [c for c in cases if not (skip_existing and _outputs_exist(output, c, probabilities, exports))]
     skipped = [c.case_id for c in cases if c not in todo]
     written: list[str] = []
     try:
@@ -105,7 +106,8 @@ def predict_cases(cases: list[Case], output: str | os.PathLike, segmenter: Segme
                 files += exports.write(load_export_case(case, files[0], segmentation.release), output).values()
             _write_report(output, case, segmentation, segmenter, files)
             written.append(case.case_id)
-            report(f"{case.case_id}: {time.perf_counter() - started:.1f} s, {segmentation.volumes.summary()}")
+            native = f" (native: {segmentation.native.volumes.summary()})" if segmentation.native else ""
+            report(f"{case.case_id}: {time.perf_counter() - started:.1f} s, {segmentation.volumes.summary()}{native}")
     finally:
         csv = rebuild_volumes_csv(output) if written or skipped else None
     return PredictionRun(written, skipped, csv)
@@ -120,21 +122,26 @@ def rebuild_volumes_csv(folder: Path) -> Path | None:
     with open(folder / f".{VOLUMES_CSV}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         rows: dict[str, Volumes] = {}
+        native: dict[str, Volumes] = {}
         for path in sorted(folder.glob("*.json")):
             try:
                 report = json.loads(path.read_text())
                 if isinstance(report, dict) and report.get("kind") == REPORT_KIND:
                     rows[report["case_id"]] = Volumes.from_json(report["volumes"])
+                    if "native" in report:
+                        native[report["case_id"]] = Volumes.from_json(report["native"]["volumes"])
             except (OSError, ValueError, KeyError, TypeError, AttributeError, BratsInputError):
                 continue
         if not rows:
             return None
-        write_volumes_csv(rows, folder / VOLUMES_CSV)
+        write_volumes_csv(rows, folder / VOLUMES_CSV, native)
     return folder / VOLUMES_CSV
 
 
-def _outputs_exist(folder: Path, case_id: str, probabilities: bool, exports: ExportRequest | None) -> bool:
+def _outputs_exist(folder: Path, case: Case, probabilities: bool, exports: ExportRequest | None) -> bool:
+    case_id = case.case_id
     names = [f"{case_id}.nii.gz", f"{case_id}.json"] + ([f"{case_id}_probabilities.nii.gz"] if probabilities else [])
+    names += [f"{case_id}{NATIVE_MASK_SUFFIX}"] if way_back(case.folder) else []
     return (all((folder / name).is_file() for name in names)
             and all(path.exists() for path in (exports.paths(folder, case_id) if exports else [])))
 
@@ -156,4 +163,10 @@ def _write_report(folder: Path, case: Case, segmentation: Segmentation, segmente
     }
     if segmentation.channel_names:
         report["probability_channels"] = list(segmentation.channel_names)
+    if segmentation.native is not None:
+        report["volumes_space"] = "the atlas grid the case was preprocessed onto (brats preprocess)"
+        report["native"] = {
+            "about": "the mask on the patient's own T1Gd grid: these volumes are the clinical figures",
+            "file": f"{case.case_id}{NATIVE_MASK_SUFFIX}", "shape": list(segmentation.native.labels.shape[:3]),
+            "volumes": segmentation.native.volumes.to_json()}
     write_bytes_atomic((json.dumps(report, indent=2) + "\n").encode(), folder / f"{case.case_id}.json")

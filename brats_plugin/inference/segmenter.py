@@ -28,12 +28,13 @@ import numpy as np
 import torch
 
 from brats_plugin import nifti
-from brats_plugin.cases import Case, find_case, identify_file, read_case_voxels
+from brats_plugin.cases import NATIVE_MASK_SUFFIX, Case, find_case, identify_file, read_case_voxels
 from brats_plugin.devices import resolve_device
 from brats_plugin.errors import BratsInputError, IncompatibleModelError
 from brats_plugin.inference.labels import label_map, model_release
 from brats_plugin.inference.model import TrainedModel, open_model
 from brats_plugin.inference.settings import TILINGS, WHOLE_BRAIN_BUDGET
+from brats_plugin.preprocess.native import labels_to_native, way_back
 from brats_plugin.releases import SEQUENCES, Release, get_release
 from brats_plugin.volumes import Volumes, measure_volumes
 
@@ -41,9 +42,22 @@ from brats_plugin.volumes import Volumes, measure_volumes
 AXIS_REVERSING_READERS = ("SimpleITKIO", "NibabelIO")
 
 
+@dataclass(frozen=True)
+class NativeMask:
+    """A mask carried back onto the patient's own T1Gd grid (a case made by ``brats preprocess``)."""
+
+    image: nib.Nifti1Image  # uint8 labels, the native T1Gd's affine and shape
+    volumes: Volumes  # the clinical figures
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.asarray(self.image.dataobj)
+
+
 @dataclass
 class Segmentation:
-    """One segmented case: labels on the T1 image's grid, volumes, and where the time went."""
+    """One segmented case: labels on the T1 image's grid, volumes, and where the time went; for a case
+    made by ``brats preprocess`` also the mask on the patient's own T1Gd grid (``native``)."""
 
     case_id: str
     labels: np.ndarray  # uint8, the T1 image's voxel grid, ``release`` label values
@@ -53,6 +67,7 @@ class Segmentation:
     seconds: dict[str, float]
     probabilities: np.ndarray | None = None  # float32 (x, y, z, channel), when asked for
     channel_names: tuple[str, ...] = field(default_factory=tuple)
+    native: NativeMask | None = None
 
     @property
     def affine(self) -> np.ndarray:
@@ -63,13 +78,17 @@ class Segmentation:
         return nifti.like(self.labels, self.reference, np.uint8)
 
     def save(self, folder: str | os.PathLike) -> list[Path]:
-        """Write ``<case_id>.nii.gz`` (and ``<case_id>_probabilities.nii.gz``) atomically; return the paths."""
+        """Write ``<case_id>.nii.gz`` (and ``<case_id>_probabilities.nii.gz``, ``<case_id>_native.nii.gz``)
+        atomically; return the paths, the mask first."""
         folder = Path(folder)
         written = [folder / f"{self.case_id}.nii.gz"]
         nifti.save(self.to_image(), written[0])
         if self.probabilities is not None:
             written.append(folder / f"{self.case_id}_probabilities.nii.gz")
-            nifti.save(nifti.like(self.probabilities, self.reference, np.float32), written[1])
+            nifti.save(nifti.like(self.probabilities, self.reference, np.float32), written[-1])
+        if self.native is not None:
+            written.append(folder / f"{self.case_id}{NATIVE_MASK_SUFFIX}")
+            nifti.save(self.native.image, written[-1])
         return written
 
 
@@ -133,10 +152,27 @@ class Segmenter:
         started = time.perf_counter()
         labels = self._label_map.apply(segmentation)
         seconds["export"] += _lap(started)
+        native = None
+        if way_back(case.folder):
+            started = time.perf_counter()
+            image = labels_to_native(labels, reference.affine, case.folder)
+            native = NativeMask(image, measure_volumes(np.asarray(image.dataobj), self.release, image.affine))
+            seconds["native"] = _lap(started)
         return Segmentation(
             case.case_id, labels, reference, self.release, measure_volumes(labels, self.release, reference.affine),
-            seconds, channels, self.channel_names if probabilities else (),
+            seconds, channels, self.channel_names if probabilities else (), native,
         )
+
+
+    def predict_study(self, study: str | os.PathLike | None, case_folder: str | os.PathLike, *,
+                      probabilities: bool = False, **preprocessing) -> Segmentation:
+        """Segment a scanner study: :func:`brats_plugin.preprocess.preprocess` makes the case in ``case_folder``
+        (which must not exist yet; ``preprocessing``: that function's options, e.g. ``series``, ``atlas``,
+        ``brain_extractor``), then :meth:`predict_case` segments it. The result holds both spaces: ``labels``
+        on the atlas grid and ``native`` on the patient's own T1Gd grid (the clinical volumes)."""
+        from brats_plugin.preprocess import preprocess
+        preprocess(study, case_folder, **preprocessing)
+        return self.predict_case(case_folder, probabilities=probabilities)
 
 
 def run_network(predictor, preprocessor, voxels: np.ndarray, affine: np.ndarray, *, probabilities: bool = False,

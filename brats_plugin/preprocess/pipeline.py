@@ -34,6 +34,7 @@ from brats_plugin.cases import AUXILIARY_FOLDER
 from brats_plugin.errors import BratsInputError, BratsWarning
 from brats_plugin.preprocess.atlas import MNI152, Atlas, load_atlas
 from brats_plugin.preprocess.identify import choose_series, format_table
+from brats_plugin.preprocess.native import ATLAS_TO_T1GD, NATIVE_T1GD, TRANSFORMS_FOLDER
 from brats_plugin.preprocess.qc import failed_figures, qc_picture, registration_figures
 from brats_plugin.preprocess.registration import (
     brain_interior,
@@ -248,16 +249,16 @@ def _write_case(output: Path, case_id: str, atlas: Atlas, resampled: dict[str, n
             image = nib.Nifti1Image(voxels, atlas.image.affine, header)
             nifti.save(image, staging / f"{case_id}_{OUTPUT_TOKENS[sequence]}.nii.gz")
         extra = staging / AUXILIARY_FOLDER
-        (extra / "transforms").mkdir(parents=True)
+        (extra / TRANSFORMS_FOLDER).mkdir(parents=True)
         nifti.save(nib.Nifti1Image(mask.astype(np.uint8), atlas.image.affine), extra / "brain_mask.nii.gz")
-        nifti.save(native_t1c, extra / "native_t1ce.nii.gz")
+        nifti.save(native_t1c, extra / NATIVE_T1GD)
         picture = qc_picture({s: np.where(mask, resampled[s], 0) for s in SEQUENCES}, mask, atlas.image.affine)
         with files.atomic_path(staging / f"{case_id}_qc.png") as temporary:
             picture.save(temporary, format="PNG")
         for sequence, registration in to_t1c.items():
-            sitk.WriteTransform(registration.transform, str(extra / "transforms" / f"{OUTPUT_TOKENS[sequence]}"
-                                                                                      "_from_t1ce.tfm"))
-        sitk.WriteTransform(to_atlas.transform, str(extra / "transforms" / "t1ce_from_atlas.tfm"))
+            sitk.WriteTransform(registration.transform,
+                                str(extra / TRANSFORMS_FOLDER / f"{OUTPUT_TOKENS[sequence]}_from_t1ce.tfm"))
+        sitk.WriteTransform(to_atlas.transform, str(extra / TRANSFORMS_FOLDER / ATLAS_TO_T1GD))
         seconds["writing"] = _lap(started, seconds)
         record["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
         record["transforms"] = {"convention": "ITK: each maps points of the first-named space's grid into the "

@@ -134,6 +134,11 @@ def field_of_view(resampled: np.ndarray) -> np.ndarray:
     return ~outside
 
 
+def transform_points(transform: sitk.Transform, points: np.ndarray) -> np.ndarray:
+    """RAS millimetre points (n, 3) through an ITK transform (which works in LPS): the mapped RAS points."""
+    return np.array([LPS @ transform.TransformPoint(tuple(float(v) for v in LPS @ point)) for point in points])
+
+
 def chain(*transforms: sitk.Transform) -> sitk.Transform:
     """One transform applying the given ones in order (first given, first applied)."""
     return sitk.CompositeTransform(list(reversed(transforms)))

@@ -108,6 +108,36 @@ def scan_study(study: str | os.PathLike, say: Callable[[str], None] | None = Non
     return sorted(by_uid.values(), key=lambda s: (s.number is None, s.number or 0, s.uid))
 
 
+#: Files looked at (at most) to tell a DICOM study folder from a folder of NIfTI cases.
+STUDY_SNIFF_FILES = 200
+
+
+def is_dicom_study(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a study for :func:`scan_study` rather than NIfTI cases: a zip, or a folder in
+    which no NIfTI file lies and a DICOM file (the ``DICM`` mark at byte 128) comes among its first files."""
+    path = Path(path)
+    if path.is_file():
+        return zipfile.is_zipfile(path)
+    if not path.is_dir():
+        return False
+    looked = 0
+    for candidate in sorted(path.rglob("*")):
+        if not candidate.is_file() or candidate.name.startswith("."):
+            continue
+        if candidate.name.lower().endswith((".nii", ".nii.gz")):
+            return False
+        try:
+            with open(candidate, "rb") as stream:
+                if stream.read(132)[128:] == b"DICM":
+                    return True
+        except OSError:
+            pass
+        looked += 1
+        if looked >= STUDY_SNIFF_FILES:
+            return False
+    return False
+
+
 def _files_below(folder: Path) -> list[SourceFile]:
     return [SourceFile(path) for path in sorted(folder.rglob("*")) if path.is_file() and not path.name.startswith(".")]
 
