@@ -284,13 +284,15 @@ def _run_predict(args: argparse.Namespace) -> None:
     from brats_plugin.inference.segmenter import Segmenter
     from brats_plugin.inference.settings import FAST_SETTINGS
     from brats_plugin.preprocess import is_dicom_study
-    if args.preprocess or (args.input and is_dicom_study(args.input)):
-        cases = [_preprocessed_case(args)]
-    else:
+    study = args.preprocess or bool(args.input and is_dicom_study(args.input))
+    if not study:
+        _refuse_unused_preprocessing_options(args)
         cases = shard(collect_cases(args.input, _sequence_options(args), args.case_id, args.output), args.num_parts,
                       args.part_id)
-    check_inputs(cases, args.output)  # input mistakes before the model is loaded (cheap: headers only)
+        check_inputs(cases, args.output)  # input mistakes before the model is loaded (cheap: headers only)
     exports = _export_request(args.export, args) if args.export else None
+    if exports and args.input and is_dicom_study(args.input):
+        exports.check_for_study()  # before minutes of work
     settings = dict(FAST_SETTINGS) if args.fast else {}
     if args.no_mirroring:
         settings["mirroring"] = False
@@ -298,6 +300,9 @@ def _run_predict(args: argparse.Namespace) -> None:
         settings["tiling"] = args.tiling
     segmenter = Segmenter(args.model, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
                           step_size=args.step_size, release=args.release, threads=args.threads, **settings)
+    if study:  # after the model is loaded: a wrong model is refused before minutes of preprocessing
+        cases = [_preprocessed_case(args)]
+        check_inputs(cases, args.output)
     print(f"{len(cases)} case(s), model {segmenter.model.folder.name} folds {' '.join(segmenter.model.folds)}, "
           f"{segmenter.device}, output labels BraTS {segmenter.release.key}", flush=True)
     run = predict_cases(cases, args.output, segmenter, probabilities=args.probabilities,
@@ -308,19 +313,33 @@ def _run_predict(args: argparse.Namespace) -> None:
 
 
 def _preprocessed_case(args: argparse.Namespace):
-    """``brats predict`` on a scanner study: the case ``brats preprocess`` makes of it in OUT/preprocessed/ID
-    (made once: a later run with another model takes the folder that is there)."""
-    from brats_plugin.cases import PREPROCESSED_FOLDER, find_case
-    from brats_plugin.preprocess.native import way_back
-    if args.input is None and not all(_sequence_options(args).values()):
+    """``brats predict`` on a scanner study: the case ``brats preprocess`` makes of it in OUT/preprocessed/ID.
+    An existing folder there is never taken for this study (it may hold another one): the user segments it
+    with ``-i`` or removes it."""
+    from brats_plugin.cases import PREPROCESSED_FOLDER, case_id_from_file_name, find_case
+    sequences = _sequence_options(args)
+    if args.input is None and not all(sequences.values()):
         raise BratsInputError("--preprocess without -i STUDY needs all of --t1 --t1c --t2 --flair (raw NIfTI files)")
-    case_id = args.case_id or (Path(args.input).name.removesuffix(".zip") if args.input else "patient")
+    if args.num_parts != 1:
+        raise BratsInputError("--num-parts: a scanner study is one case; split folders of cases instead")
+    case_id = args.case_id or (Path(args.input).resolve().name.removesuffix(".zip") if args.input
+                               else case_id_from_file_name(Path(sequences["T1"]).name))
     folder = Path(args.output) / PREPROCESSED_FOLDER / case_id
-    if way_back(folder):
-        print(f"taking the case preprocessed before in {folder} (delete it to preprocess again)", file=sys.stderr)
-    else:
-        _preprocess_from_options(args, args.input, str(folder), case_id)
+    if folder.exists():
+        raise BratsInputError(f"{folder}: exists (a study preprocessed before): segment it with -i {folder}, or "
+                              "remove it to preprocess this study again, or give another --case-id")
+    _preprocess_from_options(args, args.input, str(folder), case_id)
     return find_case(folder)
+
+
+def _refuse_unused_preprocessing_options(args: argparse.Namespace) -> None:
+    """Preprocessing options given to ``brats predict`` without a study to preprocess: an error, not ignored."""
+    given = [flag for flag, value in (("--atlas", args.atlas != "mni152"), ("--skull-stripped", args.skull_stripped),
+                                      ("--brain-mask", args.brain_mask), ("--brain-model", args.brain_model),
+                                      ("--force", args.force)) if value]
+    if given:
+        raise BratsInputError(f"{' '.join(given)}: preprocessing options, for a scanner study (a DICOM folder or "
+                              "zip, or raw NIfTI files with --preprocess); this input is BraTS-preprocessed")
 
 
 def _add_export_options(parser: argparse.ArgumentParser) -> None:
@@ -368,6 +387,8 @@ def _run_export(args: argparse.Namespace) -> None:
     from brats_plugin.files import prepare_output_folder
     request = _export_request(args.format, args)
     case = load_export_case(find_case(args.case), args.mask, args.release)
+    if case.study is not None:
+        request.check_for_study()
     output = prepare_output_folder(args.output, "cannot write the exports here")
     for name, path in request.write(case, output).items():
         print(f"{name}: {path}")

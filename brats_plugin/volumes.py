@@ -60,11 +60,11 @@ def measure_volumes(labels: np.ndarray, release: Release, affine: np.ndarray) ->
 
 
 #: How the columns of volumes on the patient's own (native) grid are told apart in tables.
-NATIVE_COLUMN_SUFFIX = " native (mL, clinical)"
+NATIVE_COLUMN_SUFFIX = " native clinical (mL)"
 
 
 def native_columns(volumes: Volumes) -> dict[str, float]:
-    """:meth:`Volumes.columns` of a mask on the patient's own grid: ``WT native (mL, clinical)``, ..."""
+    """:meth:`Volumes.columns` of a mask on the patient's own grid: ``WT native clinical (mL)``, ..."""
     return {name.removesuffix(" (mL)") + NATIVE_COLUMN_SUFFIX: ml for name, ml in volumes.columns().items()}
 
 

@@ -129,3 +129,10 @@ def browser():
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    """A real PACS (Orthanc in a private network) for a test module: a :class:`pacs_support.Pacs`."""
+    from pacs_support import start_pacs
+    yield from start_pacs(tmp_path_factory.mktemp("orthanc"))

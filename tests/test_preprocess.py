@@ -13,10 +13,12 @@ from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 from conftest import BRATS
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+from scanner_support import HEAD_POSE, PHANTOM_SHAPE, make_phantom, write_phantom_study
 
 from brats_plugin.cases import find_case
 from brats_plugin.dataset_conversion.synthetic import synthesize_case
@@ -27,25 +29,17 @@ from brats_plugin.preprocess.registration import transform_points
 from brats_plugin.preprocess.scanner_study import add_skull, default_specs, rigid, write_scanner_study
 from brats_plugin.releases import get_release
 
-PHANTOM_SHAPE = (110, 128, 100)  # 1 mm: a brain with room for skull and scalp
-HEAD_POSE = (6.0, -4.0, 9.0), (5.0, -7.0, 12.0)  # degrees, mm: the head in the scanner
 TOKENS = {"T1": "t1", "T1Gd": "t1ce", "T2": "t2", "FLAIR": "flair"}
 
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory):
     """A phantom in atlas space, its T1Gd as the atlas file, and its centre."""
-    case = synthesize_case(get_release("2021"), "P1", shape=PHANTOM_SHAPE, seed=3)
-    folder = tmp_path_factory.mktemp("phantom")
-    atlas = folder / "atlas_t1c.nii.gz"
-    nib.save(nib.Nifti1Image(case.images["T1Gd"].astype(np.float32), case.affine), atlas)
-    centre = (case.affine @ np.append((np.array(PHANTOM_SHAPE) - 1) / 2, 1))[:3]
-    return case, atlas, centre
+    return make_phantom(tmp_path_factory.mktemp("phantom"))
 
 
 def _study(phantom, folder, **options):
-    case, _, centre = phantom
-    return write_scanner_study(folder, case.images, case.affine, head_pose=rigid(*HEAD_POSE, centre), **options)
+    return write_phantom_study(phantom, folder, **options)
 
 
 def _flip_last_axis(grid: np.ndarray, slices: int) -> np.ndarray:
@@ -146,6 +140,11 @@ def test_broken_series_are_refused_in_one_line(phantom, tmp_path):
         archive.writestr("../../etc/escape.dcm", b"x")
     with pytest.raises(BratsInputError, match="points outside the archive"):
         scan_study(tmp_path / "evil.zip")
+
+    _study(phantom, tmp_path / "two_studies" / "a", specs=specs)  # each call writes a study of its own
+    _study(phantom, tmp_path / "two_studies" / "b", specs=specs)
+    with pytest.raises(BratsInputError, match="holds 2 studies or patients"):
+        scan_study(tmp_path / "two_studies")
 
     only_ct = tmp_path / "ct"
     only_ct.mkdir()
@@ -257,26 +256,45 @@ def test_brats_predict_takes_the_preprocessed_case_as_it_is_and_returns_it_to_th
     report = json.loads((tmp_path / "out" / "P5.json").read_text())
     assert "clinical" in report["native"]["about"] and set(report["native"]["volumes"]["regions"]) == {"WT", "TC", "ET"}
     header = (tmp_path / "out" / "volumes.csv").read_text().splitlines()[0]
-    assert "WT (mL)" in header and "WT native (mL, clinical)" in header
+    assert "WT (mL)" in header and "WT native clinical (mL)" in header
 
     # a DICOM study straight into brats predict: preprocessed into OUT/preprocessed/<id>, then segmented
     shutil.make_archive(str(tmp_path / "P11"), "zip", tmp_path / "study")
-    arguments = ["predict", "-i", str(tmp_path / "P11.zip"), "-o", str(tmp_path / "study_out"), "--atlas", str(atlas),
-                 "--fast", "--device", "cpu", "--skull-stripped"]
-    for model in ("regions", "regions_stock"):  # the second run takes the case preprocessed by the first
-        completed = subprocess.run(BRATS + arguments + ["-m", str(trained_models[model])], capture_output=True,
-                                   text=True, timeout=900)
-        assert completed.returncode == 0, completed.stderr[-2000:]
-    assert "taking the case preprocessed before" in completed.stderr
     study_out = tmp_path / "study_out"
+    arguments = ["predict", "-o", str(study_out), "--fast", "--device", "cpu", "-m",
+                 str(trained_models["regions_stock"])]  # initial weights: every label somewhere
+    study = ["-i", str(tmp_path / "P11.zip"), "--atlas", str(atlas)]
+    completed = subprocess.run(BRATS + arguments + study + ["--export", "dicom"], capture_output=True, text=True,
+                               timeout=900)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    # the DICOM export of a study is a SEG and an SR in that study (tests/test_study_export.py checks them)
+    exported = sorted(p.relative_to(study_out / "P11_dicom").as_posix() for p in (study_out / "P11_dicom").rglob("*"))
+    assert exported == ["SEG", "SEG/seg.dcm", "SR", "SR/sr.dcm"]
+    sr_values = [item.MeasuredValueSequence[0].NumericValue for group in
+                 pydicom.dcmread(study_out / "P11_dicom" / "SR" / "sr.dcm").ContentSequence[-1].ContentSequence
+                 for item in group.ContentSequence if "MeasuredValueSequence" in item]
+    native_volumes = json.loads((study_out / "P11.json").read_text())["native"]["volumes"]
+    assert [float(v) for v in sr_values] == pytest.approx(
+        [e["mL"] for e in native_volumes["labels"].values()] + [e["mL"] for e in native_volumes["regions"].values()],
+        abs=1e-3)
+    again = subprocess.run(BRATS + arguments + study, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 2 and "exists (a study preprocessed before)" in again.stderr  # never another's
+    unused = subprocess.run(BRATS + arguments + ["-i", str(study_out / "preprocessed" / "P11"), "--atlas", str(atlas)],
+                            capture_output=True, text=True, timeout=900)
+    assert unused.returncode == 2 and "--atlas: preprocessing options, for a scanner study" in unused.stderr
+    import csv
+    with open(study_out / "volumes.csv", newline="") as table:
+        (row,) = list(csv.DictReader(table))
+    assert row["case_id"] == "P11" and float(row["WT native clinical (mL)"]) > 0 and float(row["WT (mL)"]) > 0
     assert (study_out / "preprocessed" / "P11" / "preprocessing" / "preprocess.json").is_file()
     assert nib.load(study_out / "P11_native.nii.gz").shape == t1c.shape
     from brats_plugin.evaluation.pairing import find_masks
     assert list(find_masks(study_out)[0]) == ["P11"]  # evaluate passes over the native mask and the cases
 
     from brats_plugin.inference import Segmenter
-    result = Segmenter(trained_models["regions_stock"], mirroring=False, device="cpu").predict_study(
-        tmp_path / "P11.zip", tmp_path / "api" / "P12", atlas=atlas, skull_stripped=True)
+    with pytest.warns(BratsWarning, match="approximate"):
+        result = Segmenter(trained_models["regions_stock"], mirroring=False, tiling="whole", device="cpu"
+                           ).predict_study(tmp_path / "P11.zip", tmp_path / "api" / "P12", atlas=atlas)
     assert result.case_id == "P12" and result.labels.shape == PHANTOM_SHAPE
     assert result.native.image.shape == t1c.shape and set(result.native.volumes.regions) == {"WT", "TC", "ET"}
     stored = json.loads((study_out / "P11.json").read_text())["native"]["volumes"]["regions"]
@@ -439,6 +457,9 @@ def test_brats_synth_scanner_writes_studies_with_their_truth(tmp_path):
     in_native = np.rint(nib.affines.apply_affine(np.linalg.inv(native.affine), tumour_world)).astype(int)
     enhancing = np.asarray(native.dataobj)[tuple(in_native.T)]
     assert enhancing.mean() > 1.3 * np.median(np.asarray(native.dataobj)[np.asarray(native.dataobj) > 0])
+    voxels = np.asarray(native.dataobj, np.float32)  # the whole posed head lies inside the field of view
+    faces = [voxels[0], voxels[-1], voxels[:, 0], voxels[:, -1], voxels[:, :, 0], voxels[:, :, -1]]
+    assert max(float(face.max()) for face in faces) < 0.05 * float(np.percentile(voxels, 99.9))
     assert sorted(p.name for p in (folder / "atlas_space").iterdir()) == [
         "FLAIR.nii.gz", "T1.nii.gz", "T1Gd.nii.gz", "T2.nii.gz", "labels.nii.gz"]
 

@@ -1,26 +1,16 @@
-"""``brats send`` against a real PACS: Debian's Orthanc, started in a private network namespace.
-
-Orthanc listens on every address, so the fixture starts it under ``unshare --net`` (only a loopback
-interface, reachable from nowhere else) and the tests run ``brats send`` and the REST queries inside
-the same namespace with ``nsenter``. Being alone in that namespace, the ports are free by construction.
-Needs root (as here and in CI) and the Debian packages of ``make system-packages``.
-"""
+"""``brats send`` against a real PACS: Debian's Orthanc in a private network namespace (``pacs_support``)."""
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import shlex
 import shutil
 import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
 import pytest
 from conftest import BRATS
+from pacs_support import AET, DICOM_PORT, TIMEOUT
 
 from brats_plugin.cases import find_case
 from brats_plugin.dataset_conversion import write_synthetic_release
@@ -28,71 +18,8 @@ from brats_plugin.export.case import load_export_case
 from brats_plugin.export.dicom import MR_FOLDERS, write_dicom
 from brats_plugin.export.pacs import find_dicom_files
 
-AET, DICOM_PORT, HTTP_PORT = "ORTHANC", 4242, 8042
 #: Few slices: each C-STORE costs Orthanc about 45 ms here (its delayed acknowledgements), whatever the size.
 SHAPE = (24, 24, 16)
-ORTHANC = shutil.which("Orthanc", path=os.environ.get("PATH", "") + ":/usr/sbin")
-TIMEOUT = 60
-
-
-@dataclass
-class Pacs:
-    pid: int
-
-    def run(self, command: list[str]) -> subprocess.CompletedProcess:
-        """Run ``command`` inside Orthanc's network namespace."""
-        return subprocess.run(["nsenter", f"--net=/proc/{self.pid}/ns/net", "--", *command],
-                              capture_output=True, text=True, timeout=TIMEOUT)
-
-    def send(self, folder: Path, *options: str) -> subprocess.CompletedProcess:
-        arguments = ["--host", "127.0.0.1", "--port", str(DICOM_PORT), "--called-aet", AET, *options]
-        return self.run([*BRATS, "send", str(folder), *arguments])
-
-    def rest(self, path: str):
-        """GET Orthanc's REST API; the decoded JSON answer."""
-        completed = self.run([sys.executable, "-c", "import sys, urllib.request; "
-                              "print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())",
-                              f"http://127.0.0.1:{HTTP_PORT}{path}"])
-        if completed.returncode != 0:
-            raise RuntimeError(completed.stderr)
-        return json.loads(completed.stdout)
-
-    def stored_sop_instance_uids(self) -> set[str]:
-        return {item["MainDicomTags"]["SOPInstanceUID"] for item in self.rest("/instances?expand")}
-
-
-@pytest.fixture(scope="module")
-def pacs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("orthanc")
-    config = {
-        "Name": "brats-test", "StorageDirectory": str(folder / "storage"), "IndexDirectory": str(folder / "index"),
-        "DicomAet": AET, "DicomPort": DICOM_PORT, "HttpPort": HTTP_PORT, "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False, "DicomCheckCalledAet": True, "UnknownSopClassAccepted": False,
-        "Plugins": [], "LuaScripts": [],
-    }
-    (folder / "orthanc.json").write_text(json.dumps(config))
-    log = open(folder / "orthanc.log", "wb")  # noqa: SIM115 (the server's output for its whole life)
-    process = subprocess.Popen(["unshare", "--net", "--", "sh", "-c",
-                                f"ip link set lo up && exec {ORTHANC} {folder / 'orthanc.json'}"],
-                               stdout=log, stderr=subprocess.STDOUT)
-    server = Pacs(process.pid)
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"Orthanc exited: {(folder / 'orthanc.log').read_text(errors='replace')[-2000:]}")
-            try:
-                server.rest("/system")
-                break
-            except RuntimeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
-        yield server
-    finally:
-        process.kill()  # its storage is thrown away: no need for the seconds of a graceful stop
-        process.wait(timeout=TIMEOUT)
-        log.close()
 
 
 @pytest.fixture(scope="module")

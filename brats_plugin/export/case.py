@@ -2,7 +2,9 @@
 
 An :class:`ExportCase` holds the voxels once (float32 sequences, uint8 labels), the geometry
 reference (the T1 image, whose header the mask must match), the release whose labels the mask uses,
-and the label volumes. The DICOM, HTML and picture writers all read it and nothing else.
+and the label volumes. The DICOM, HTML and picture writers all read it and nothing else. A case that
+``brats preprocess`` made from a DICOM study also holds that study (:class:`OriginalStudy`): the labels
+on its T1Gd series and that series' headers, which the DICOM export writes its SEG and SR against.
 """
 from __future__ import annotations
 
@@ -12,12 +14,24 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from pydicom.dataset import Dataset
 
 from brats_plugin.cases import Case, check_release_labels, labels_present, read_case_voxels, read_mask
 from brats_plugin.geometry import voxel_spacing
+from brats_plugin.preprocess.native import labels_to_native, way_back
+from brats_plugin.preprocess.source_headers import read_headers
 from brats_plugin.release_choice import resolve_release
 from brats_plugin.releases import SEQUENCES, Release
 from brats_plugin.volumes import Volumes, measure_volumes
+
+
+@dataclass(frozen=True)
+class OriginalStudy:
+    """A case's labels on the T1Gd series the scanner acquired, with that series' DICOM headers."""
+
+    headers: list[Dataset]  # one per T1Gd file, pixel data left out
+    labels: nib.Nifti1Image  # uint8 release labels on the native T1Gd grid
+    volumes: Volumes  # of ``labels``: the clinical figures
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,8 @@ class ExportCase:
     labels: np.ndarray  # uint8 voxels (x, y, z) in ``release``'s label values
     release: Release
     volumes: Volumes
+    preprocessed: bool = False  # made by ``brats preprocess`` (from DICOM or from NIfTI files)
+    study: OriginalStudy | None = None  # made by ``brats preprocess`` from a DICOM study
 
     @property
     def affine(self) -> np.ndarray:
@@ -46,7 +62,8 @@ class ExportCase:
         return voxel_spacing(self.affine)
 
 
-def load_export_case(case: Case, mask: str | os.PathLike, release: str | Release | None = None) -> ExportCase:
+def load_export_case(case: Case, mask: str | os.PathLike, release: str | Release | None = None, *,
+                     native: nib.Nifti1Image | None = None) -> ExportCase:
     """Read and check a case and its mask; raise :class:`BratsInputError` naming the file at fault.
 
     The mask must lie on the T1 image's grid (same shape, affine within tolerance) and hold only the
@@ -54,6 +71,9 @@ def load_export_case(case: Case, mask: str | os.PathLike, release: str | Release
     ``brats predict``, the app); a key (a user's ``--release``) or None is decided by
     :func:`~brats_plugin.release_choice.resolve_release` from the case id and the labels found, with
     BraTS 2021's conventions assumed (and a warning) when those fit several releases.
+
+    For a case preprocessed from a DICOM study, ``native`` is the mask on the native T1Gd grid
+    (``brats predict`` made it); None: the mask is carried there now (:func:`labels_to_native`).
     """
     mask = Path(mask)
     reference, voxels = read_case_voxels(case)
@@ -63,5 +83,11 @@ def load_export_case(case: Case, mask: str | os.PathLike, release: str | Release
         release = resolve_release(release, [case.case_id], mask, lambda: [(mask, found)], assume_default=True)
     check_release_labels(found, release, mask)
     labels = labels.astype(np.uint8, copy=False)
+    headers = read_headers(case.folder)
+    study = None
+    if headers is not None:
+        native = native if native is not None else labels_to_native(labels, reference.affine, case.folder)
+        native_labels = np.asarray(native.dataobj, dtype=np.uint8)
+        study = OriginalStudy(headers, native, measure_volumes(native_labels, release, native.affine))
     return ExportCase(case.case_id, reference, dict(zip(SEQUENCES, voxels)), labels, release,
-                      measure_volumes(labels, release, reference.affine))
+                      measure_volumes(labels, release, reference.affine), way_back(case.folder) is not None, study)

@@ -49,7 +49,7 @@ from brats_plugin.export.images import (
 )
 from brats_plugin.export.legend import legend
 from brats_plugin.geometry import LPS_TO_RAS
-from brats_plugin.releases import SEQUENCES
+from brats_plugin.releases import SEQUENCES, Release
 from brats_plugin.version import __version__
 
 #: Sub-folder of each series inside the output folder.
@@ -131,7 +131,7 @@ def write_dicom(case: ExportCase, folder: str | os.PathLike, *, patient: DicomPa
             if number == 1:
                 t1_slices = datasets
         segmentation = _segmentation(case, t1_slices, study)
-        written.append(_save(segmentation, temporary / SEG_FOLDER / SEG_FILE))
+        written.append(save_dataset(segmentation, temporary / SEG_FOLDER / SEG_FILE))
         if secondary_capture:
             written += _save_series(_overlay_series(case, study, geometry), temporary / SC_FOLDER)
         files.replace_folder(temporary, folder)
@@ -336,10 +336,23 @@ def _window(voxels: np.ndarray) -> tuple[float, float]:
 # ---- segmentation ----------------------------------------------------------------------------------------
 
 def _segmentation(case: ExportCase, t1_slices: list[Dataset], study: Dataset) -> hd.seg.Segmentation:
-    """A BINARY DICOM SEG of the case's labels on the T1 series, one segment per release label.
+    """The case's labels on the exported T1 series, with the export's de-identification marks."""
+    seg = tumour_segmentation(t1_slices, case.labels.transpose(2, 1, 0), case.release,
+                              manufacturer=study.Manufacturer, model_name=study.ManufacturerModelName)
+    for keyword in ("PatientIdentityRemoved", "DeidentificationMethod", "StudyDescription", "BodyPartExamined"):
+        if keyword in study:
+            setattr(seg, keyword, study[keyword].value)
+    return seg
 
-    Every label of the release is described, present or not, so that segment numbers mean the same
-    labels in every case of a release; empty frames are left out.
+
+def tumour_segmentation(source_images: list[Dataset], frames: np.ndarray, release: Release, *,
+                        manufacturer: str = "brats_plugin", model_name: str = "brats_plugin") -> hd.seg.Segmentation:
+    """A BINARY DICOM SEG of release labels on ``source_images``, one segment per release label.
+
+    ``frames``: the labels as (frame, row, column), one frame per source image (or per frame of one
+    multi-frame source image), in their order. Every label of the release is described, present or
+    not, so that segment numbers mean the same labels in every case of a release (:func:`segment_number`);
+    empty frames are left out. Patient, study and frame of reference come from the source images.
     """
     algorithm = hd.AlgorithmIdentificationSequence(name="brats_plugin", version=__version__,
                                                    family=codes.cid7162.ArtificialIntelligence)
@@ -347,29 +360,30 @@ def _segmentation(case: ExportCase, t1_slices: list[Dataset], study: Dataset) ->
         hd.seg.SegmentDescription(
             segment_number=number, segment_label=entry.name[:64],
             segmented_property_category=SEGMENT_CATEGORY,
-            segmented_property_type=TISSUE_CODES[case.release.label(entry.value).tissue],
+            segmented_property_type=TISSUE_CODES[release.label(entry.value).tissue],
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm,
             anatomic_regions=[ANATOMIC_REGION],
             display_color=hd.color.CIELabColor.from_rgb(*entry.colour))
-        for number, entry in enumerate(legend(case.release), start=1)
+        for number, entry in enumerate(legend(release), start=1)
     ]
     segment_of_value = np.zeros(256, dtype=np.uint8)
-    for number, entry in enumerate(legend(case.release), start=1):
-        segment_of_value[entry.value] = number
-    frames = segment_of_value[case.labels.transpose(2, 1, 0)]  # (slice, row, column) of segment numbers
-    seg = hd.seg.Segmentation(
-        source_images=t1_slices, pixel_array=frames, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+    for entry in legend(release):
+        segment_of_value[entry.value] = segment_number(release, entry.value)
+    numbers = segment_of_value[frames]
+    return hd.seg.Segmentation(
+        source_images=source_images, pixel_array=numbers, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=segments, series_instance_uid=generate_uid(), series_number=_SERIES_NUMBER_SEG,
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=study.Manufacturer,
-        manufacturer_model_name=study.ManufacturerModelName, software_versions=__version__,
+        sop_instance_uid=generate_uid(), instance_number=1, manufacturer=manufacturer,
+        manufacturer_model_name=model_name, software_versions=__version__,
         device_serial_number="none", content_label="BRATS",
-        content_description=f"Tumour labels of {case.release.title}"[:64],
-        series_description=f"Tumour segmentation ({case.release.title})"[:64],
-        omit_empty_frames=bool(frames.any()))
-    for keyword in ("PatientIdentityRemoved", "DeidentificationMethod", "StudyDescription", "BodyPartExamined"):
-        if keyword in study:
-            setattr(seg, keyword, study[keyword].value)
-    return seg
+        content_description=f"Tumour labels of {release.title}"[:64],
+        series_description=f"Tumour segmentation ({release.title})"[:64],
+        omit_empty_frames=bool(numbers.any()))
+
+
+def segment_number(release: Release, value: int) -> int:
+    """The SEG segment number of a release label value: its place in the release's legend, from 1."""
+    return 1 + [entry.value for entry in legend(release)].index(value)
 
 
 # ---- secondary capture -----------------------------------------------------------------------------------
@@ -436,10 +450,10 @@ def _text_masks(text: str, rows: int, columns: int) -> tuple[np.ndarray, np.ndar
 def _save_series(datasets: list[Dataset], folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     digits = max(4, len(str(len(datasets))))
-    return [_save(ds, folder / f"IM{index:0{digits}d}.dcm") for index, ds in enumerate(datasets, start=1)]
+    return [save_dataset(ds, folder / f"IM{index:0{digits}d}.dcm") for index, ds in enumerate(datasets, start=1)]
 
 
-def _save(ds: Dataset, path: Path) -> Path:
+def save_dataset(ds: Dataset, path: Path) -> Path:
     """Write ``ds`` as a DICOM Part 10 file (preamble, file meta, explicit VR little endian)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID

@@ -1,17 +1,19 @@
 """``--format dicom,html,png,gif``: which exports to write for a case, and where they go.
 
 One place names the exports and their files, for ``brats export``, ``brats predict --export`` and
-the demo: beside a case's mask ``<case>.nii.gz`` go ``<case>_dicom/`` (MR series + SEG),
+the demo: beside a case's mask ``<case>.nii.gz`` go ``<case>_dicom/`` (MR series + SEG; for a case
+preprocessed from a DICOM study, a SEG and an SR in that study instead: :mod:`.study`),
 ``<case>_viewer.html``, ``<case>_montage.png`` and ``<case>.gif``.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from brats_plugin.errors import BratsInputError
+from brats_plugin.errors import BratsInputError, BratsWarning
 from brats_plugin.export.case import ExportCase
 
 if TYPE_CHECKING:
@@ -34,6 +36,21 @@ class ExportRequest:
     formats: tuple[str, ...]
     patient: DicomPatient | None = None  # None: de-identified placeholders
     secondary_capture: bool = False
+
+    def check_for_study(self) -> None:
+        """Refuse DICOM options that a scanner study's SEG and SR cannot take: they keep the study's own
+        patient and study attributes, and have no overlay series yet."""
+        if "dicom" not in self.formats:
+            return
+        given = [flag for flag, value in (
+            ("--patient-id", self.patient and self.patient.patient_id is not None),
+            ("--patient-name", self.patient and self.patient.patient_name is not None),
+            ("--study-description", self.patient and self.patient.study_description is not None),
+            ("--accession", self.patient and self.patient.accession_number),
+            ("--secondary-capture", self.secondary_capture)) if value]
+        if given:
+            raise BratsInputError(f"{' '.join(given)}: not for a scanner study, whose SEG and SR go into the study as "
+                                  "it is (its own patient and study attributes; SEG and SR only)")
 
     def paths(self, folder: str | os.PathLike, case_id: str) -> list[Path]:
         return [export_path(folder, case_id, name) for name in self.formats]
@@ -86,5 +103,13 @@ def write_exports(case: ExportCase, folder: str | os.PathLike, formats: tuple[st
 
 
 def _write_dicom(case: ExportCase, folder: Path, patient: DicomPatient | None, secondary_capture: bool) -> None:
-    from brats_plugin.export.dicom import write_dicom  # highdicom: imported when asked for
+    if case.study is not None:
+        from brats_plugin.export.study import write_study_dicom  # highdicom: imported when asked for
+        ExportRequest(("dicom",), patient, secondary_capture).check_for_study()
+        write_study_dicom(case.study, case.release, folder, overwrite=True)
+        return
+    from brats_plugin.export.dicom import write_dicom
+    if case.preprocessed:
+        warnings.warn(f"{case.case_id}: preprocessed from NIfTI files, so no original DICOM series to put a SEG on: "
+                      "the DICOM export holds the case on the atlas grid (MR series + SEG)", BratsWarning, stacklevel=2)
     write_dicom(case, folder, patient=patient, secondary_capture=secondary_capture, overwrite=True)

@@ -62,6 +62,8 @@ class BrainExtractor:
 def input_sequences(dataset_json: dict, source: str) -> list[str]:
     """The BraTS sequence fed to each input channel of a brain-extraction model (see the module docstring)."""
     names = dataset_json.get("channel_names") or dataset_json.get("modality") or {}
+    if not isinstance(names, dict) or not all(str(k).isdigit() for k in names):
+        raise IncompatibleModelError(f"{source}: channel_names must map channel numbers to names, not {names!r}")
     ordered = [str(names[k]) for k in sorted(names, key=int)]
     sequences = [_sequence_named(name) for name in ordered]
     if len(ordered) == 1:

@@ -103,7 +103,9 @@ def predict_cases(cases: list[Case], output: str | os.PathLike, segmenter: Segme
             segmentation = segmenter.predict_case(case, probabilities=probabilities)
             files = segmentation.save(output)
             if exports:
-                files += exports.write(load_export_case(case, files[0], segmentation.release), output).values()
+                native = segmentation.native.image if segmentation.native else None
+                export_case = load_export_case(case, files[0], segmentation.release, native=native)
+                files += exports.write(export_case, output).values()
             _write_report(output, case, segmentation, segmenter, files)
             written.append(case.case_id)
             native = f" (native: {segmentation.native.volumes.summary()})" if segmentation.native else ""

@@ -116,10 +116,6 @@ class Segmenter:
             raise BratsInputError(f"--tiling {tiling}: choose one of {', '.join(TILINGS)}")
         self.model: TrainedModel = open_model(model, folds, checkpoint)
         source = str(self.model.folder / "dataset.json")
-        reader = self.model.plans.get("image_reader_writer", "SimpleITKIO")
-        if reader not in AXIS_REVERSING_READERS:
-            raise BratsInputError(f"{self.model.folder / 'plans.json'}: image reader {reader} is not supported "
-                                  f"(supported: {', '.join(AXIS_REVERSING_READERS)})")
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.trained_release = model_release(self.model.dataset_json, source)
         self.release = get_release(release) if release else self.trained_release
@@ -235,6 +231,10 @@ def load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, s
     from brats_plugin.inference.lean_unet import LeanUNet
     from brats_plugin.inference.whole_brain import WholeBrainPredictor
 
+    reader = model.plans.get("image_reader_writer", "SimpleITKIO")
+    if reader not in AXIS_REVERSING_READERS:  # run_network hands nnU-Net arrays in these readers' axis order
+        raise IncompatibleModelError(f"{model.folder / 'plans.json'}: image reader {reader} is not supported "
+                                     f"(supported: {', '.join(AXIS_REVERSING_READERS)})")
     checkpoints = [_load_checkpoint(path) for path in model.checkpoint_files]
     first = checkpoints[0]
     plans_manager = PlansManager(model.plans)

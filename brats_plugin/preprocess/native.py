@@ -51,11 +51,14 @@ def labels_to_native(labels: np.ndarray, affine: np.ndarray, case_folder: str | 
     t1c_to_atlas = atlas_to_t1c.GetInverse()
     reference = to_sitk(native, np.zeros(native.shape[:3], np.float32))
     atlas_grid = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), affine)
-    values = [int(v) for v in np.unique(labels) if v]
-    weights = np.zeros((len(values) + 1, *native.shape[:3]), np.float32)
-    for channel, value in enumerate(values, start=1):
+    best = np.zeros(native.shape[:3], np.float32)  # the largest label weight so far, and its label
+    total = np.zeros(native.shape[:3], np.float32)  # all labels' weights: the background's is 1 - total
+    result = np.zeros(native.shape[:3], np.uint8)
+    for value in (int(v) for v in np.unique(labels) if v):
         one_hot = to_sitk(atlas_grid, (labels == value).astype(np.float32))
-        weights[channel] = np.nan_to_num(resample_onto(reference, one_hot, t1c_to_atlas, linear=True))
-    weights[0] = 1.0 - weights[1:].sum(axis=0)  # the background's share (1 outside the atlas grid)
-    result = np.asarray([0, *values], np.uint8)[np.argmax(weights, axis=0)]
+        weight = np.nan_to_num(resample_onto(reference, one_hot, t1c_to_atlas, linear=True))
+        heavier = weight > best
+        result[heavier], best[heavier] = value, weight[heavier]
+        total += weight
+    result[best <= 1.0 - total] = 0  # the background weighs more (1 outside the atlas grid)
     return nifti.like(result, native, np.uint8)

@@ -9,6 +9,8 @@ resample all four once onto the atlas's grid, extract the brain, and write the c
     CASE_DIR/preprocessing/brain_mask.nii.gz            the mask applied to all four (atlas grid)
     CASE_DIR/preprocessing/native_t1ce.nii.gz           the T1Gd as acquired: the grid results go back to
     CASE_DIR/preprocessing/transforms/*.tfm             ITK transforms: each sequence <- T1Gd, T1Gd <- atlas
+    CASE_DIR/preprocessing/t1ce_dicom/                  DICOM input: the T1Gd images' headers (no pixels), for
+                                                        a SEG and SR in the original study (:mod:`.source_headers`)
     CASE_DIR/preprocessing/preprocess.json              series, choices and reasons, parameters, timings, QC
 
 ``brats predict`` takes CASE_DIR as it is (case folders pass over their ``preprocessing/`` folder). The
@@ -46,7 +48,8 @@ from brats_plugin.preprocess.registration import (
     resample_onto,
     to_sitk,
 )
-from brats_plugin.preprocess.series import scan_study
+from brats_plugin.preprocess.series import Series, scan_study
+from brats_plugin.preprocess.source_headers import SOURCE_HEADERS_FOLDER, keep_headers
 from brats_plugin.preprocess.volume import read_series
 from brats_plugin.releases import SEQUENCES
 from brats_plugin.version import __version__
@@ -104,7 +107,7 @@ def preprocess(study: str | os.PathLike | None, output: str | os.PathLike, *, ca
     chosen_atlas = load_atlas(atlas)
 
     say("[1/5] reading the study")
-    images, sources, record = _read_inputs(study, series, say)
+    images, sources, record, t1c_series = _read_inputs(study, series, say)
     seconds["read"] = _lap(started, seconds)
 
     say(f"[2/5] registering T1, T2, FLAIR to the T1Gd and the T1Gd to {chosen_atlas.name}")
@@ -140,8 +143,8 @@ def preprocess(study: str | os.PathLike | None, output: str | os.PathLike, *, ca
                                           "T1Gd -> atlas": to_atlas.metric},
                          "overlap": {name: round(value, 4) for name, value in figures.items()}},
     })
-    _write_case(output, case_id, chosen_atlas, resampled, mask, images["T1Gd"], to_t1c, to_atlas, record, seconds,
-                started)
+    _write_case(output, case_id, chosen_atlas, resampled, mask, images["T1Gd"], t1c_series, to_t1c, to_atlas, record,
+                seconds, started)
     return result
 
 
@@ -162,8 +165,10 @@ def _check_registrations(to_t1c: dict, to_atlas, figures: dict[str, float], t1c:
     warnings.warn(message + "; kept because of --force", BratsWarning, stacklevel=3)
 
 
-def _read_inputs(study, series: dict[str, str], say) -> tuple[dict[str, nib.Nifti1Image], dict[str, str], dict]:
-    """The four native images (scanner geometry), where each came from, and the record for preprocess.json."""
+def _read_inputs(study, series: dict[str, str], say) -> tuple[dict[str, nib.Nifti1Image], dict[str, str], dict,
+                                                             Series | None]:
+    """The four native images (scanner geometry), where each came from, the record for preprocess.json, and
+    the T1Gd's DICOM series (None for NIfTI input)."""
     if study is None:
         missing = [s for s in SEQUENCES if s not in series]
         if missing:
@@ -177,7 +182,7 @@ def _read_inputs(study, series: dict[str, str], say) -> tuple[dict[str, nib.Nift
             images[sequence] = nib.Nifti1Image(np.asarray(nifti.read_array(series[sequence]), np.float32),
                                                image.affine)
         return images, {s: str(series[s]) for s in SEQUENCES}, {"input": "NIfTI files", "series": {
-            s: str(series[s]) for s in SEQUENCES}}
+            s: str(series[s]) for s in SEQUENCES}}, None
     study_series = scan_study(study, say)
     picked, decisions = choose_series(study_series, series)
     say(format_table(decisions))
@@ -189,7 +194,7 @@ def _read_inputs(study, series: dict[str, str], say) -> tuple[dict[str, nib.Nift
     } for sequence, s in picked.items()}, "decisions": [
         {"SeriesNumber": d.series.number, "SeriesDescription": d.series.description, "taken_as": d.sequence,
          "why": d.reason} for d in decisions]}
-    return images, {sequence: s.label for sequence, s in picked.items()}, record
+    return images, {sequence: s.label for sequence, s in picked.items()}, record, picked["T1Gd"]
 
 
 def _brain_mask(resampled: dict[str, np.ndarray], atlas: Atlas, reference: sitk.Image, to_atlas: sitk.Transform,
@@ -236,8 +241,8 @@ def _shell(mask: np.ndarray, spacing: np.ndarray, inner_mm: float, outer_mm: flo
 
 
 def _write_case(output: Path, case_id: str, atlas: Atlas, resampled: dict[str, np.ndarray], mask: np.ndarray,
-                native_t1c: nib.Nifti1Image, to_t1c: dict, to_atlas, record: dict, seconds: dict[str, float],
-                started: float) -> None:
+                native_t1c: nib.Nifti1Image, t1c_series: Series | None, to_t1c: dict, to_atlas, record: dict,
+                seconds: dict[str, float], started: float) -> None:
     files.prepare_output_folder(output.parent, "cannot write the case here")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise BratsInputError(f"{output}: exists and is not empty; choose a new case folder")
@@ -252,6 +257,8 @@ def _write_case(output: Path, case_id: str, atlas: Atlas, resampled: dict[str, n
         (extra / TRANSFORMS_FOLDER).mkdir(parents=True)
         nifti.save(nib.Nifti1Image(mask.astype(np.uint8), atlas.image.affine), extra / "brain_mask.nii.gz")
         nifti.save(native_t1c, extra / NATIVE_T1GD)
+        if t1c_series is not None:
+            keep_headers(t1c_series, extra / SOURCE_HEADERS_FOLDER)
         picture = qc_picture({s: np.where(mask, resampled[s], 0) for s in SEQUENCES}, mask, atlas.image.affine)
         with files.atomic_path(staging / f"{case_id}_qc.png") as temporary:
             picture.save(temporary, format="PNG")

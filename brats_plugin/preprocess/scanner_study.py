@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nibabel as nib
@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from scipy import ndimage
 
+from brats_plugin.errors import BratsInputError
 from brats_plugin.geometry import LPS_TO_RAS, rotation_matrix
 from brats_plugin.releases import SEQUENCES
 
@@ -148,8 +149,11 @@ def write_scanner_study(folder: str | os.PathLike, images: dict[str, np.ndarray]
     return truth
 
 
-#: Phantoms for ``brats synth --scanner``: a brain of adult size with room for skull and scalp (1 mm).
+#: Phantoms for ``brats synth --scanner``: a brain of adult size with room for skull and scalp (1 mm),
+#: and scanner grids whose fields of view hold the whole posed head: spacing (mm) and shape per sequence.
 SCANNER_PHANTOM_SHAPE = (150, 180, 150)
+SCANNER_GRIDS = {"T1": ((1.0, 1.0, 1.0), (180, 220, 180)), "T1Gd": ((1.0, 1.0, 1.0), (180, 220, 180)),
+                 "T2": ((0.9, 0.9, 5.0), (210, 250, 36)), "FLAIR": ((0.9, 0.9, 5.0), (210, 250, 36))}
 
 
 def write_scanner_studies(output: str | os.PathLike, cases: int = 1, *, seed: int = 0, first_index: int = 1,
@@ -163,6 +167,8 @@ def write_scanner_studies(output: str | os.PathLike, cases: int = 1, *, seed: in
     """
     from brats_plugin.dataset_conversion.synthetic import synthesize_case
     from brats_plugin.releases import get_release
+    if cases < 1:
+        raise BratsInputError(f"--cases {cases}: need at least one study")
     release = get_release("2021")
     folders = []
     for index in range(first_index, first_index + cases):
@@ -171,7 +177,9 @@ def write_scanner_studies(output: str | os.PathLike, cases: int = 1, *, seed: in
         centre = (case.affine @ np.append((np.array(shape) - 1) / 2, 1))[:3]
         pose = rigid(tuple(rng.uniform(-12, 12, 3)), tuple(rng.uniform(-10, 10, 3)), centre)
         folder = Path(output) / case.case_id
-        truth = write_scanner_study(folder / "dicom", case.images, case.affine, head_pose=pose,
+        specs = [replace(spec, spacing=SCANNER_GRIDS[spec.sequence][0], shape=SCANNER_GRIDS[spec.sequence][1])
+                 if spec.sequence else spec for spec in default_specs()]
+        truth = write_scanner_study(folder / "dicom", case.images, case.affine, specs=specs, head_pose=pose,
                                     motion_seed=seed + index)
         write_truth(folder / "truth", truth, case.labels, case.affine)
         (folder / "atlas_space").mkdir(parents=True, exist_ok=True)

@@ -85,6 +85,7 @@ def scan_study(study: str | os.PathLike, say: Callable[[str], None] | None = Non
         raise BratsInputError(f"{study}: no such folder or zip")
     sources = _zip_members(study) if study.is_file() else _files_below(study)
     by_uid: dict[str, Series] = {}
+    studies: dict[tuple[str, str], str] = {}  # (StudyInstanceUID, PatientID) -> a file of it
     skipped = 0
     for source in sources:
         try:
@@ -99,10 +100,16 @@ def scan_study(study: str | os.PathLike, say: Callable[[str], None] | None = Non
         series = by_uid.get(uid)
         if series is None:
             series = by_uid[uid] = _series_of(dataset, uid)
+            studies.setdefault((str(dataset.get("StudyInstanceUID", "")), str(dataset.get("PatientID", ""))),
+                               str(source))
         series.files.append(source)
         series.frames += int(dataset.get("NumberOfFrames", 1) or 1)
     if not by_uid:
         raise BratsInputError(f"{study}: no DICOM files found" + (f" ({skipped} other files)" if skipped else ""))
+    if len(studies) > 1:
+        examples = ", ".join(sorted(studies.values())[:3])
+        raise BratsInputError(f"{study}: holds {len(studies)} studies or patients (e.g. {examples}): pass the folder "
+                              "or zip of one study")
     if say and skipped:
         say(f"{study}: {skipped} files that are not DICOM images ignored")
     return sorted(by_uid.values(), key=lambda s: (s.number is None, s.number or 0, s.uid))

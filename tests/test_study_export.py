@@ -1,0 +1,230 @@
+"""Back into the patient's study: a DICOM SEG on the original T1Gd series and an SR of the volumes.
+
+A phantom study is written as a scanner would (oblique, anisotropic, head posed), preprocessed, and
+its true labels in atlas space stand in for the network's output; the SEG must then lie on the
+original T1Gd slices, equal the native mask voxel for voxel, and pass the DICOM validators, and the
+SR must hold the native volumes. A real PACS receives the study and both objects.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import highdicom as hd
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from conftest import BRATS
+from scanner_support import make_phantom, write_phantom_study
+
+from brats_plugin.errors import BratsInputError
+from brats_plugin.export.case import OriginalStudy
+from brats_plugin.export.dicom import segment_number
+from brats_plugin.export.legend import legend
+from brats_plugin.export.study import frames_on_source, write_study_dicom
+from brats_plugin.geometry import LPS_TO_RAS
+from brats_plugin.preprocess import preprocess, read_series, scan_study
+from brats_plugin.preprocess.native import labels_to_native
+from brats_plugin.preprocess.scanner_study import default_specs, native_labels
+from brats_plugin.releases import get_release
+from brats_plugin.volumes import measure_volumes
+
+RELEASE = get_release("2021")
+VOLUME_CODE = "118565006"  # SCT Volume
+TRACKING_IDENTIFIER_CODE = "112039"  # DCM Tracking Identifier
+
+
+class Preprocessed:
+    """A phantom study, its preprocessed case, the true mask in atlas space and on the native T1Gd."""
+
+    def __init__(self, root: Path):
+        self.phantom = make_phantom(root)
+        case, atlas, _ = self.phantom
+        self.study = root / "study"
+        self.truth = write_phantom_study(self.phantom, self.study)
+        self.case = root / "cases" / "P20"
+        preprocess(self.study, self.case, atlas=atlas, skull_stripped=True)
+        self.mask = root / "P20_atlas_mask.nii.gz"
+        nib.save(nib.Nifti1Image(case.labels.astype(np.uint8), case.affine), self.mask)
+        self.native = labels_to_native(case.labels.astype(np.uint8), case.affine, self.case)
+        self.expected = native_labels(case.labels, case.affine, self.truth)  # what the scanner saw
+        record = json.loads((self.case / "preprocessing" / "preprocess.json").read_text())
+        self.t1c_uid = record["series"]["T1Gd"]["SeriesInstanceUID"]
+        self.t1c_files = [path for path in self.study.rglob("*.dcm")
+                          if pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID == self.t1c_uid]
+
+
+@pytest.fixture(scope="module")
+def preprocessed(tmp_path_factory) -> Preprocessed:
+    return Preprocessed(tmp_path_factory.mktemp("study_export"))
+
+
+def _export(preprocessed: Preprocessed, output: Path, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run(BRATS + ["export", str(preprocessed.case), str(preprocessed.mask), "-o", str(output),
+                                   "--format", "dicom", *options], capture_output=True, text=True, timeout=600)
+
+
+def _seg_labels(seg: pydicom.Dataset, native: nib.Nifti1Image, sources: dict[str, pydicom.Dataset]) -> np.ndarray:
+    """The SEG read back onto the native grid: each frame placed by the source image it references."""
+    value_of_segment = {segment_number(RELEASE, entry.value): entry.value for entry in legend(RELEASE)}
+    lps = LPS_TO_RAS @ native.affine
+    labels = np.zeros(native.shape, np.uint8)
+    pixels = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
+    for index, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        position = np.asarray(frame.PlanePositionSequence[0].ImagePositionPatient, float)
+        assert np.allclose(position, np.asarray(sources[uid].ImagePositionPatient, float), atol=1e-3)
+        k = int(round(np.linalg.solve(lps[:3, :3], position - lps[:3, 3])[2]))
+        segment = frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        labels[:, :, k][pixels[index].T > 0] = value_of_segment[segment]
+    return labels
+
+
+def _sr_volumes(sr: pydicom.Dataset) -> dict[str, float]:
+    """Tracking identifier -> the volume (mL) of every measurement group of a TID 1500 report."""
+    found = {}
+
+    def walk(items, group_name=None):
+        for item in items:
+            code = item.ConceptNameCodeSequence[0].CodeValue if "ConceptNameCodeSequence" in item else None
+            if code == TRACKING_IDENTIFIER_CODE:
+                group_name = item.TextValue
+            if code == VOLUME_CODE:
+                assert item.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue == "mL"
+                found[group_name] = float(item.MeasuredValueSequence[0].NumericValue)
+            if "ContentSequence" in item:
+                name = next((child.TextValue for child in item.ContentSequence if "ConceptNameCodeSequence" in child
+                             and child.ConceptNameCodeSequence[0].CodeValue == TRACKING_IDENTIFIER_CODE), group_name)
+                walk(item.ContentSequence, name)
+    walk(sr.ContentSequence)
+    return found
+
+
+def _validator_errors(*command: str) -> list[str]:
+    completed = subprocess.run(list(command), capture_output=True, text=True, timeout=300)
+    return [line for line in (completed.stdout + completed.stderr).splitlines() if line.startswith("Error")]
+
+
+def test_the_seg_lies_on_the_original_t1gd_slices_and_the_sr_holds_the_native_volumes(preprocessed, tmp_path):
+    completed = _export(preprocessed, tmp_path / "out")
+    assert completed.returncode == 0, completed.stderr
+    folder = tmp_path / "out" / "P20_dicom"
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.dcm")) == ["SEG/seg.dcm", "SR/sr.dcm"]
+    seg, sr = pydicom.dcmread(folder / "SEG" / "seg.dcm"), pydicom.dcmread(folder / "SR" / "sr.dcm")
+    sources = {ds.SOPInstanceUID: ds for ds in (pydicom.dcmread(p, stop_before_pixels=True)
+                                                for p in preprocessed.t1c_files)}
+    first = next(iter(sources.values()))
+    for made in (seg, sr):  # in the patient's own study, never re-identified
+        for keyword in ("StudyInstanceUID", "PatientID", "PatientName", "PatientBirthDate", "AccessionNumber"):
+            assert made.get(keyword) == first.get(keyword), keyword
+    assert seg.FrameOfReferenceUID == first.FrameOfReferenceUID
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == preprocessed.t1c_uid
+
+    # voxel for voxel the native mask, every frame on the slice of the T1Gd image it references
+    found = _seg_labels(seg, preprocessed.native, sources)
+    assert np.array_equal(found, np.asarray(preprocessed.native.dataobj))
+    # and where the scanner saw the tumour (T1Gd at 1 mm): Dice >= 0.95 per region, volume within 2 %
+    expected = np.asarray(preprocessed.expected.dataobj)
+    for region in RELEASE.regions:
+        a, b = np.isin(found, region.labels), np.isin(expected, region.labels)
+        assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.95, region.abbreviation
+        assert a.sum() == pytest.approx(b.sum(), rel=0.02), region.abbreviation
+
+    volumes = measure_volumes(found, RELEASE, preprocessed.native.affine)
+    reported = _sr_volumes(sr)
+    for label in RELEASE.labels:
+        assert reported[label.name] == pytest.approx(volumes.labels[label.value], abs=1e-3)
+    for region in RELEASE.regions:
+        assert reported[f"{region.name} ({region.abbreviation})"] == pytest.approx(
+            volumes.regions[region.abbreviation], abs=1e-3)
+    read_back = hd.sr.srread(folder / "SR" / "sr.dcm")  # highdicom parses it as a TID 1500 report
+    assert len(read_back.content.get_volumetric_roi_measurement_groups()) == len(RELEASE.labels)
+
+    assert _validator_errors("dciodvfy", str(folder / "SEG" / "seg.dcm")) == []
+    assert _validator_errors("dciodvfy", str(folder / "SR" / "sr.dcm")) == []
+    assert _validator_errors("dcentvfy", str(folder / "SEG" / "seg.dcm"), str(folder / "SR" / "sr.dcm"),
+                             *map(str, preprocessed.t1c_files)) == []
+
+
+def test_the_study_the_seg_and_the_sr_arrive_in_the_pacs_as_one_study(preprocessed, pacs, tmp_path):
+    out = tmp_path / "out"
+    assert _export(preprocessed, out).returncode == 0
+    for folder in (preprocessed.study, out / "P20_dicom"):
+        completed = pacs.send(folder)
+        assert completed.returncode == 0, completed.stderr
+    study_uid = pydicom.dcmread(preprocessed.t1c_files[0], stop_before_pixels=True).StudyInstanceUID
+    series = pacs.find_series(study_uid, tmp_path / "find")
+    by_uid = {s["SeriesInstanceUID"]: s for s in series}
+    assert by_uid[preprocessed.t1c_uid]["Modality"] == "MR"
+    assert sorted(s["Modality"] for s in series if s["Modality"] != "MR") == ["SEG", "SR"]
+    assert len(series) == len({p.parent for p in preprocessed.study.rglob("*.dcm")}) + 2
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda kept: sorted((kept / "t1ce_dicom").glob("*.dcm"))[3].unlink(), "do not belong to this case"),
+    (lambda kept: sorted((kept / "t1ce_dicom").glob("*.dcm"))[0].write_bytes(b"not dicom"),
+     "cannot read this kept T1Gd header"),
+    (lambda kept: (kept / "transforms" / "t1ce_from_atlas.tfm").write_text("garbage"), "unreadable transform"),
+    (lambda kept: shutil.rmtree(kept / "transforms"), "not a preprocessed case"),
+], ids=["header missing", "header damaged", "transform damaged", "transforms missing"])
+def test_a_damaged_case_folder_is_refused_in_one_line(preprocessed, tmp_path, damage, message):
+    case = tmp_path / "P20"
+    shutil.copytree(preprocessed.case, case)
+    damage(case / "preprocessing")
+    completed = subprocess.run(BRATS + ["export", str(case), str(preprocessed.mask), "-o", str(tmp_path / "out"),
+                                        "--format", "dicom"], capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 2 and message in completed.stderr, completed.stderr
+    assert len(completed.stderr.strip().splitlines()[-1]) > 0 and "Traceback" not in completed.stderr
+    assert not (tmp_path / "out" / "P20_dicom").exists()
+
+
+def test_options_a_scanner_study_cannot_take_are_refused_before_anything_is_written(preprocessed, tmp_path):
+    for option in (["--patient-id", "X1"], ["--secondary-capture"]):
+        completed = _export(preprocessed, tmp_path / "out", *option)
+        assert completed.returncode == 2 and f"{option[0]}: not for a scanner study" in completed.stderr
+        assert not (tmp_path / "out" / "P20_dicom").exists()
+
+
+@pytest.mark.parametrize("enhanced", [False, True], ids=["single-frame", "enhanced"])
+def test_seg_frames_follow_the_source_images_whatever_their_order(preprocessed, tmp_path, enhanced):
+    """Oblique 5 mm series (one left-handed), classic or one enhanced multi-frame file, headers shuffled:
+    every SEG frame holds the native grid's slice that lies where its source image lies."""
+    specs = [replace(s, enhanced=enhanced) for s in default_specs() if s.sequence in ("T2", "FLAIR")]
+    write_phantom_study(preprocessed.phantom, tmp_path / "study", specs=specs)
+    for series in scan_study(tmp_path / "study"):
+        image = read_series(series)
+        voxels = np.asarray(image.dataobj)
+        bright = nib.Nifti1Image((voxels > np.median(voxels)).astype(np.uint8), image.affine)
+        headers = [source.read(pixels=True) for source in series.files]
+        np.random.default_rng(0).shuffle(headers)
+        sources, frames = frames_on_source(headers, bright)
+        source_pixels = np.concatenate([ds.pixel_array.reshape(-1, ds.Rows, ds.Columns) for ds in sources])
+        assert np.array_equal(frames, (source_pixels > np.median(voxels)).astype(np.uint8)), series.label
+        with pytest.raises(BratsInputError, match="lies on no slice|do not belong"):
+            shifted = nib.Nifti1Image(np.asarray(bright.dataobj), bright.affine @ _shift(0.0, 0.0, 0.5))
+            frames_on_source(headers, shifted)
+
+
+def _shift(*voxels: float) -> np.ndarray:
+    matrix = np.eye(4)
+    matrix[:3, 3] = voxels
+    return matrix
+
+
+def test_write_study_dicom_writes_seg_and_sr_or_nothing(preprocessed, tmp_path):
+    from brats_plugin.preprocess.source_headers import read_headers
+    headers = read_headers(preprocessed.case)
+    native = preprocessed.native
+    study = OriginalStudy(headers, native, measure_volumes(np.asarray(native.dataobj), RELEASE, native.affine))
+    written = write_study_dicom(study, RELEASE, tmp_path / "dicom")
+    assert [p.relative_to(tmp_path / "dicom").as_posix() for p in written] == ["SEG/seg.dcm", "SR/sr.dcm"]
+    with pytest.raises(BratsInputError, match="not empty"):
+        write_study_dicom(study, RELEASE, tmp_path / "dicom")
+    wrong_grid = OriginalStudy(headers[:-1], native, study.volumes)
+    with pytest.raises(BratsInputError, match="do not belong"):
+        write_study_dicom(wrong_grid, RELEASE, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
