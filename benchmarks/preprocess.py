@@ -1,9 +1,6 @@
 """Benchmark: `brats preprocess` on a scanner study of the real sample case's size.
 
-The sample case (240x240x155, 1 mm, brain only) is given a skull and scalp, posed in the scanner and
-written as DICOM the way a scanner acquires it: 3-D T1 and T1Gd at 1 mm (192x240x176), 2-D T2 at
-0.45x0.45x5 mm (448x512x30) and FLAIR at 0.5x0.5x5 mm (384x448x30), tilted 4-20 degrees, plus a
-localizer, a diffusion and a derived series to be ignored. Then ``brats preprocess`` runs in a child
+The sample case is written as a scanner study (benchmarks/sample_study.py). Then ``brats preprocess`` runs in a child
 process onto the default MNI152 atlas, and the script prints the time of each step (reading,
 registration, resampling, brain extraction, writing), the child's peak memory, and how far each
 sequence's registration to the T1Gd lands from the known truth (mean over brain voxels, mm).
@@ -16,45 +13,29 @@ Usage: python benchmarks/preprocess.py
 from __future__ import annotations
 
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
-from datetime import date
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from sample_study import load_sample_case, machine_and_date, write_sample_study
 
-from brats_plugin.cases import find_case
 from brats_plugin.preprocess.registration import transform_points
-from brats_plugin.preprocess.scanner_study import default_specs, rigid, write_scanner_study
 
-SAMPLE_CASE = Path(__file__).resolve().parents[1] / "tests" / "data" / "TCGA-DU-7294"
-SCANNER_GRIDS = {"T1": ((1.0, 1.0, 1.0), (192, 240, 176)), "T1Gd": ((1.0, 1.0, 1.0), (192, 240, 176)),
-                 "T2": ((0.45, 0.45, 5.0), (448, 512, 30)), "FLAIR": ((0.5, 0.5, 5.0), (384, 448, 30))}
 TOKENS = {"T1": "t1", "T2": "t2", "FLAIR": "flair"}
 
 
 def main() -> None:
-    print(f"{platform.node()}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-          f"{date.today().isoformat()}")
-    case = find_case(SAMPLE_CASE)
-    first = nib.load(case.sequences["T1"])
-    images = {s: np.asarray(nib.load(p).dataobj, dtype=np.float32) for s, p in case.sequences.items()}
-    centre = (first.affine @ np.append((np.array(first.shape) - 1) / 2, 1))[:3]
-    specs = [replace(s, spacing=SCANNER_GRIDS[s.sequence][0], shape=SCANNER_GRIDS[s.sequence][1])
-             if s.sequence else s for s in default_specs()]
+    print(machine_and_date())
+    sample = load_sample_case()
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         started = time.perf_counter()
-        truth = write_scanner_study(work / "study", images, first.affine, specs=specs,
-                                    head_pose=rigid((5.0, -3.0, 7.0), (4.0, -6.0, 9.0), centre))
+        truth = write_sample_study(sample, work / "study")
         print(f"study written: {sum(1 for _ in (work / 'study').rglob('*.dcm'))} DICOM files, "
               f"{time.perf_counter() - started:.1f} s (not part of the figures below)")
         started = time.perf_counter()
@@ -70,8 +51,8 @@ def main() -> None:
             print(f"  {step:<18} {seconds:7.1f} s")
         print("registration to the T1Gd against the truth (mean displacement over brain voxels):")
         transforms = work / "case" / "TCGA-DU-7294" / "preprocessing" / "transforms"
-        brain = np.argwhere(images["T1Gd"] > 0)[::200]
-        world = brain @ first.affine[:3, :3].T + first.affine[:3, 3]
+        brain = np.argwhere(sample.images["T1Gd"] > 0)[::200]
+        world = brain @ sample.affine[:3, :3].T + sample.affine[:3, 3]
         t1c_points = world @ truth.poses["T1Gd"][:3, :3].T + truth.poses["T1Gd"][:3, 3]
         for sequence, token in TOKENS.items():
             expected = world @ truth.poses[sequence][:3, :3].T + truth.poses[sequence][:3, 3]

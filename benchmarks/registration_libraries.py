@@ -36,18 +36,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import tempfile
 import time
-from dataclasses import replace
-from datetime import date
 from importlib.metadata import version
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from sample_study import load_sample_case, machine_and_date, scanner_specs
 
 from brats_plugin.dataset_conversion.synthetic import synthesize_case
 from brats_plugin.preprocess import choose_series, read_series, scan_study
@@ -59,14 +57,10 @@ from brats_plugin.preprocess.registration import (
     to_sitk,
     transform_points,
 )
-from brats_plugin.preprocess.scanner_study import default_specs, rigid, write_scanner_study
+from brats_plugin.preprocess.scanner_study import rigid, write_scanner_study
 from brats_plugin.releases import get_release
 
 THREADS = 2
-SAMPLE_CASE = Path(__file__).resolve().parents[1] / "tests" / "data" / "TCGA-DU-7294"
-#: the scanner grids of benchmarks/preprocess.py: spacing (mm) and shape per sequence
-SCANNER_GRIDS = {"T1": ((1.0, 1.0, 1.0), (192, 240, 176)), "T1Gd": ((1.0, 1.0, 1.0), (192, 240, 176)),
-                 "T2": ((0.45, 0.45, 5.0), (448, 512, 30)), "FLAIR": ((0.5, 0.5, 5.0), (384, 448, 30))}
 OTHERS = ("T1", "T2", "FLAIR")
 SEQUENCES = ("T1Gd", *OTHERS)
 
@@ -190,8 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample-case", action="store_true", help="also the real sample case (slower)")
     options = parser.parse_args()
-    print(f"{platform.node()}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-          f"{date.today().isoformat()}")
+    print(machine_and_date())
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(THREADS)  # before ANTs' ITK starts
     import ants
     ants.config.set_ants_deterministic(False, SEED)  # only sets the seed: antsRegistration --random-seed
@@ -205,15 +198,9 @@ def main() -> None:
             rigid((6.0, -4.0, 9.0), (5.0, -7.0, 12.0), centre))
 
     if options.sample_case:
-        from brats_plugin.cases import find_case
-        sample = find_case(SAMPLE_CASE)
-        reference = nib.load(sample.sequences["T1Gd"])
-        images = {s: np.asarray(nib.load(p).dataobj, dtype=np.float32) for s, p in sample.sequences.items()}
-        centre = nib.affines.apply_affine(reference.affine, (np.array(reference.shape) - 1) / 2)
-        specs = [replace(s, spacing=SCANNER_GRIDS[s.sequence][0], shape=SCANNER_GRIDS[s.sequence][1])
-                 if s.sequence else s for s in default_specs()]
-        compare("sample case TCGA-DU-7294 240x240x155, skull on, its T1Gd (brain only) as the atlas", images,
-                reference.affine, rigid((5.0, -3.0, 7.0), (4.0, -6.0, 9.0), centre), specs)
+        sample = load_sample_case()
+        compare("sample case TCGA-DU-7294 240x240x155, skull on, its T1Gd (brain only) as the atlas",
+                sample.images, sample.affine, sample.head_pose, scanner_specs())
 
 
 if __name__ == "__main__":

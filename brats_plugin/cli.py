@@ -284,6 +284,7 @@ def _run_predict(args: argparse.Namespace) -> None:
     from brats_plugin.inference.segmenter import Segmenter
     from brats_plugin.inference.settings import FAST_SETTINGS
     from brats_plugin.preprocess import is_dicom_study
+    from brats_plugin.preprocess.source_headers import came_from_dicom
     study = args.preprocess or bool(args.input and is_dicom_study(args.input))
     if not study:
         _refuse_unused_preprocessing_options(args)
@@ -291,8 +292,10 @@ def _run_predict(args: argparse.Namespace) -> None:
                       args.part_id)
         check_inputs(cases, args.output)  # input mistakes before the model is loaded (cheap: headers only)
     exports = _export_request(args.export, args) if args.export else None
-    if exports and args.input and is_dicom_study(args.input):
-        exports.check_for_study()  # before minutes of work
+    from_dicom = bool(args.input and is_dicom_study(args.input)) if study else any(
+        came_from_dicom(case.folder) for case in cases)
+    if exports and from_dicom:
+        exports.check_for_study()  # the study's own patient: refused before minutes of work
     settings = dict(FAST_SETTINGS) if args.fast else {}
     if args.no_mirroring:
         settings["mirroring"] = False
@@ -399,8 +402,10 @@ def _add_app(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "app", help="the web app: upload a case, segment it, browse every slice with its tumour",
         description="Serve the web application: a preview case in the slice viewer, an upload form (the four "
-                    "sequences as NIfTI files, or one zip), a job queue with the model loaded once, and downloads "
-                    "(mask, DICOM zip, HTML viewer, PNG montage). A JSON API behind the page serves scripts too.",
+                    "sequences as NIfTI files, one zip of a case, or one zip of a scanner study's DICOM files, "
+                    "preprocessed as by 'brats preprocess' and shown on its own T1Gd), a job queue with the model "
+                    "loaded once, and downloads (mask, native mask, DICOM zip, HTML viewer, PNG montage). A JSON "
+                    "API behind the page serves scripts too.",
         epilog="example:\n  brats app -m results/Dataset501_BraTS2021/nnUNetTrainerGDL__nnUNetPlans__3d_fullres\n"
                "  brats app -m model.zip --host 0.0.0.0 --port 8080 --token \"$(openssl rand -hex 16)\"",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -418,6 +423,8 @@ def _add_app(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--retention-hours", type=float, default=24.0,
                         help="uploads and results are deleted this long after a job ends (default 24)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="default auto: cuda, mps, cpu")
+    parser.add_argument("--atlas", default="mni152", help="template uploaded scanner studies are registered to "
+                                                         "(default mni152; a NIfTI file: as brats preprocess)")
     parser.set_defaults(run=_run_app)
 
 
@@ -425,7 +432,7 @@ def _run_app(args: argparse.Namespace) -> None:
     from brats_plugin.app.service import run_app
     run_app(args.model, host=args.host, port=args.port, workers=args.workers, max_upload_mb=args.max_upload_mb,
             token=args.token, preview=args.preview, data_folder=args.data, retention_hours=args.retention_hours,
-            device=args.device, say=lambda line: print(line, flush=True))
+            device=args.device, atlas=args.atlas, say=lambda line: print(line, flush=True))
 
 
 def _add_send(commands: argparse._SubParsersAction) -> None:

@@ -73,6 +73,7 @@ def test_upload_segment_and_download(app_client, segmenter, case_folders, tmp_pa
     assert status["state"] == "done", status
     assert status["case_id"] == find_case(case_folders[0]).case_id
     assert set(status["downloads"]) == {"mask.nii.gz", "viewer.html", "viewer-data", "montage.png", "dicom.zip"}
+    assert client.get(f"/api/jobs/{job['id']}/files/native.nii.gz").status_code == 404  # studies only
 
     mask_download = client.get(status["downloads"]["mask.nii.gz"])
     assert mask_download.status_code == 200

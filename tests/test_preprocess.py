@@ -123,6 +123,16 @@ def test_ambiguous_or_missing_series_exit_2_with_the_table_and_a_choice(phantom,
     assert completed.returncode == 2 and "no FLAIR series (choose with --flair SERIES_NUMBER)" in completed.stderr
 
 
+def test_a_case_id_that_reads_as_a_sequence_needs_its_own_folder_name(phantom, tmp_path):
+    """Case folders are read with their folder name as the case id: another id must not read as a sequence."""
+    _study(phantom, tmp_path / "study", specs=[s for s in default_specs() if s.sequence == "T2"])
+    completed = _preprocess_cli(tmp_path / "study", "-o", tmp_path / "out" / "patient", "--case-id", "post_t1gd")
+    assert completed.returncode == 2
+    assert "--case-id post_t1gd: reads as T1Gd in a file name" in completed.stderr
+    assert "out/post_t1gd" in completed.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_broken_series_are_refused_in_one_line(phantom, tmp_path):
     specs = [s for s in default_specs() if s.sequence == "T2"]
     _study(phantom, tmp_path / "gap", specs=specs)

@@ -23,7 +23,7 @@ from scanner_support import make_phantom, write_phantom_study
 
 from brats_plugin.errors import BratsInputError
 from brats_plugin.export.case import OriginalStudy
-from brats_plugin.export.dicom import segment_number
+from brats_plugin.export.dicom import segment_number, tumour_segmentation
 from brats_plugin.export.legend import legend
 from brats_plugin.export.study import frames_on_source, write_study_dicom
 from brats_plugin.geometry import LPS_TO_RAS
@@ -110,10 +110,13 @@ def _validator_errors(*command: str) -> list[str]:
 
 
 def test_the_seg_lies_on_the_original_t1gd_slices_and_the_sr_holds_the_native_volumes(preprocessed, tmp_path):
-    completed = _export(preprocessed, tmp_path / "out")
+    completed = _export(preprocessed, tmp_path / "out", "--secondary-capture")
     assert completed.returncode == 0, completed.stderr
     folder = tmp_path / "out" / "P20_dicom"
-    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.dcm")) == ["SEG/seg.dcm", "SR/sr.dcm"]
+    overlay = sorted(folder.glob("SC/*.dcm"))
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.dcm")) == \
+        sorted(["SEG/seg.dcm", "SR/sr.dcm", *(str(p.relative_to(folder)) for p in overlay)])
+    assert len(overlay) == preprocessed.native.shape[2]  # one picture per original T1Gd slice
     seg, sr = pydicom.dcmread(folder / "SEG" / "seg.dcm"), pydicom.dcmread(folder / "SR" / "sr.dcm")
     sources = {ds.SOPInstanceUID: ds for ds in (pydicom.dcmread(p, stop_before_pixels=True)
                                                 for p in preprocessed.t1c_files)}
@@ -146,13 +149,18 @@ def test_the_seg_lies_on_the_original_t1gd_slices_and_the_sr_holds_the_native_vo
 
     assert _validator_errors("dciodvfy", str(folder / "SEG" / "seg.dcm")) == []
     assert _validator_errors("dciodvfy", str(folder / "SR" / "sr.dcm")) == []
+    assert _validator_errors("dciodvfy", str(overlay[0])) == []
     assert _validator_errors("dcentvfy", str(folder / "SEG" / "seg.dcm"), str(folder / "SR" / "sr.dcm"),
-                             *map(str, preprocessed.t1c_files)) == []
+                             *map(str, overlay), *map(str, preprocessed.t1c_files)) == []
+    picture = pydicom.dcmread(overlay[len(overlay) // 2])
+    assert picture.StudyInstanceUID == first.StudyInstanceUID and picture.PatientID == first.PatientID
+    assert "NOT FOR DIAGNOSIS" in picture.SeriesDescription and picture.pixel_array.shape == (
+        preprocessed.native.shape[1], preprocessed.native.shape[0], 3)
 
 
 def test_the_study_the_seg_and_the_sr_arrive_in_the_pacs_as_one_study(preprocessed, pacs, tmp_path):
     out = tmp_path / "out"
-    assert _export(preprocessed, out).returncode == 0
+    assert _export(preprocessed, out, "--secondary-capture").returncode == 0
     for folder in (preprocessed.study, out / "P20_dicom"):
         completed = pacs.send(folder)
         assert completed.returncode == 0, completed.stderr
@@ -160,8 +168,8 @@ def test_the_study_the_seg_and_the_sr_arrive_in_the_pacs_as_one_study(preprocess
     series = pacs.find_series(study_uid, tmp_path / "find")
     by_uid = {s["SeriesInstanceUID"]: s for s in series}
     assert by_uid[preprocessed.t1c_uid]["Modality"] == "MR"
-    assert sorted(s["Modality"] for s in series if s["Modality"] != "MR") == ["SEG", "SR"]
-    assert len(series) == len({p.parent for p in preprocessed.study.rglob("*.dcm")}) + 2
+    assert sorted(s["Modality"] for s in series if s["Modality"] != "MR") == ["OT", "SEG", "SR"]
+    assert len(series) == len({p.parent for p in preprocessed.study.rglob("*.dcm")}) + 3
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -182,11 +190,11 @@ def test_a_damaged_case_folder_is_refused_in_one_line(preprocessed, tmp_path, da
     assert not (tmp_path / "out" / "P20_dicom").exists()
 
 
-def test_options_a_scanner_study_cannot_take_are_refused_before_anything_is_written(preprocessed, tmp_path):
-    for option in (["--patient-id", "X1"], ["--secondary-capture"]):
-        completed = _export(preprocessed, tmp_path / "out", *option)
+def test_patient_options_are_refused_for_a_scanner_study_before_anything_is_written(preprocessed, tmp_path):
+    for option in (["--patient-id", "X1"], ["--study-description", "other"]):
+        completed = _export(preprocessed, tmp_path / "out", *option, "--format", "png,dicom")
         assert completed.returncode == 2 and f"{option[0]}: not for a scanner study" in completed.stderr
-        assert not (tmp_path / "out" / "P20_dicom").exists()
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 @pytest.mark.parametrize("enhanced", [False, True], ids=["single-frame", "enhanced"])
@@ -204,9 +212,13 @@ def test_seg_frames_follow_the_source_images_whatever_their_order(preprocessed, 
         sources, frames = frames_on_source(headers, bright)
         source_pixels = np.concatenate([ds.pixel_array.reshape(-1, ds.Rows, ds.Columns) for ds in sources])
         assert np.array_equal(frames, (source_pixels > np.median(voxels)).astype(np.uint8)), series.label
-        with pytest.raises(BratsInputError, match="lies on no slice|do not belong"):
-            shifted = nib.Nifti1Image(np.asarray(bright.dataobj), bright.affine @ _shift(0.0, 0.0, 0.5))
-            frames_on_source(headers, shifted)
+        for half_a_voxel in ((0.0, 0.0, 0.5), (0.5, 0.0, 0.0)):  # between slices, or within them
+            shifted = nib.Nifti1Image(np.asarray(bright.dataobj), bright.affine @ _shift(*half_a_voxel))
+            with pytest.raises(BratsInputError, match="lies on no slice"):
+                frames_on_source(headers, shifted)
+        seg = tumour_segmentation(sources, frames, RELEASE)  # highdicom takes the sources as they are
+        seg.save_as(tmp_path / f"{series.number}.dcm", enforce_file_format=True)
+        assert _validator_errors("dciodvfy", str(tmp_path / f"{series.number}.dcm")) == []
 
 
 def _shift(*voxels: float) -> np.ndarray:
@@ -219,12 +231,49 @@ def test_write_study_dicom_writes_seg_and_sr_or_nothing(preprocessed, tmp_path):
     from brats_plugin.preprocess.source_headers import read_headers
     headers = read_headers(preprocessed.case)
     native = preprocessed.native
-    study = OriginalStudy(headers, native, measure_volumes(np.asarray(native.dataobj), RELEASE, native.affine))
+    t1c = np.asarray(nib.load(preprocessed.case / "preprocessing" / "native_t1ce.nii.gz").dataobj, np.float32)
+    study = OriginalStudy(headers, native, measure_volumes(np.asarray(native.dataobj), RELEASE, native.affine), t1c,
+                          preprocessed.case)
     written = write_study_dicom(study, RELEASE, tmp_path / "dicom")
     assert [p.relative_to(tmp_path / "dicom").as_posix() for p in written] == ["SEG/seg.dcm", "SR/sr.dcm"]
     with pytest.raises(BratsInputError, match="not empty"):
         write_study_dicom(study, RELEASE, tmp_path / "dicom")
-    wrong_grid = OriginalStudy(headers[:-1], native, study.volumes)
+    wrong_grid = OriginalStudy(headers[:-1], native, study.volumes, t1c, preprocessed.case)
     with pytest.raises(BratsInputError, match="do not belong"):
         write_study_dicom(wrong_grid, RELEASE, tmp_path / "other")
-    assert not (tmp_path / "other").exists()
+
+
+def test_a_failure_while_writing_leaves_no_folder(preprocessed, tmp_path, monkeypatch):
+    """The SR fails to save after the SEG was written: neither is left behind, nor a staging folder."""
+    from brats_plugin.export import study as study_module
+    from brats_plugin.preprocess.source_headers import read_headers
+    native = preprocessed.native
+    t1c = np.asarray(nib.load(preprocessed.case / "preprocessing" / "native_t1ce.nii.gz").dataobj, np.float32)
+    study = OriginalStudy(read_headers(preprocessed.case), native,
+                          measure_volumes(np.asarray(native.dataobj), RELEASE, native.affine), t1c, preprocessed.case)
+    real_save = study_module.save_dataset
+
+    def failing(dataset, path):
+        if path.name == "sr.dcm":
+            raise OSError("disk full")
+        return real_save(dataset, path)
+    monkeypatch.setattr(study_module, "save_dataset", failing)
+    with pytest.raises(OSError, match="disk full"):
+        write_study_dicom(study, RELEASE, tmp_path / "out" / "dicom")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_pictures_of_a_scanner_study_show_its_own_t1gd_with_the_native_volumes(preprocessed):
+    from brats_plugin.cases import find_case
+    from brats_plugin.export.case import load_export_case, on_native_grid
+    from brats_plugin.export.images import display_volume
+    case = load_export_case(find_case(preprocessed.case), preprocessed.mask, RELEASE)
+    shown = on_native_grid(case)
+    native_t1c = nib.load(preprocessed.case / "preprocessing" / "native_t1ce.nii.gz")
+    assert shown.shape == native_t1c.shape and np.allclose(shown.affine, native_t1c.affine)
+    assert np.array_equal(shown.images["T1Gd"], np.asarray(native_t1c.dataobj))
+    assert np.array_equal(shown.labels, np.asarray(preprocessed.native.dataobj))
+    assert shown.volumes == case.study.volumes != case.volumes  # the clinical figures, not the atlas grid's
+    flair = shown.images["FLAIR"][np.asarray(preprocessed.expected.dataobj) > 0]
+    assert flair.mean() > 0  # the other sequences carried onto the native grid, where the tumour is
+    assert display_volume(shown).volumes == case.study.volumes

@@ -2,13 +2,17 @@
 
 :class:`CaseProcessor` is the job runner's ``process``: one model, loaded once and shared by the
 workers (one network pass at a time), then the exports of ``brats export``, written into the job's
-``results/`` folder under fixed names (:data:`RESULT_FILES`).
+``results/`` folder under fixed names (:data:`RESULT_FILES`). A scanner study (a DICOM zip) is first
+preprocessed (``brats preprocess``, into the job's ``case/<case id>/``); its viewer and montage then show the
+native T1Gd with the labels carried back, its DICOM zip is the SEG and SR in the study, and the native
+mask is one more download.
 
 ``--workers`` jobs run at once, but their network passes take turns (one model in memory); reading,
 exports and zipping overlap.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import zipfile
@@ -17,11 +21,14 @@ from typing import TYPE_CHECKING
 
 from brats_plugin import files, nifti
 from brats_plugin.app.jobs import Report
-from brats_plugin.cases import case_from_files
-from brats_plugin.export.case import load_export_case
+from brats_plugin.cases import NATIVE_MASK_SUFFIX, Case, case_from_files, find_case
+from brats_plugin.errors import BratsInputError
+from brats_plugin.export.case import load_export_case, on_native_grid
 from brats_plugin.export.formats import export_path, write_exports
 from brats_plugin.export.images import display_volume
 from brats_plugin.export.viewer import PAYLOAD_MEDIA_TYPE, viewer_payload
+from brats_plugin.preprocess import preprocess
+from brats_plugin.preprocess.atlas import MNI152
 
 if TYPE_CHECKING:
     from brats_plugin.inference.segmenter import Segmenter
@@ -35,6 +42,7 @@ RESULT_FILES: dict[str, tuple[str, str]] = {
     "viewer-data": (PAYLOAD_MEDIA_TYPE, f"{RESULT_STEM}_viewer.data"),  # gzip inside: no Content-Encoding
     "montage.png": ("image/png", export_path("", RESULT_STEM, "png").name),
     "dicom.zip": ("application/zip", f"{export_path('', RESULT_STEM, 'dicom').name}.zip"),
+    "native.nii.gz": ("application/gzip", f"{RESULT_STEM}{NATIVE_MASK_SUFFIX}"),
 }
 #: The exports a job makes (besides the viewer data), with :func:`write_exports`.
 JOB_EXPORTS = ("html", "png", "dicom")
@@ -46,32 +54,57 @@ def download_name(case_id: str, name: str) -> str:
 
 
 class CaseProcessor:
-    """Segment a job's case with one shared model and write its results."""
+    """Segment a job's case (or preprocessed study) with one shared model and write its results."""
 
-    def __init__(self, segmenter: Segmenter):
+    def __init__(self, segmenter: Segmenter, atlas: str | os.PathLike = MNI152):
         self.segmenter = segmenter
+        self.atlas = atlas  # for studies: the template ``brats preprocess`` registers to
         self._lock = threading.Lock()
 
     def __call__(self, job: Path, status: dict, report: Report) -> dict:
         inputs, results = job / "inputs", job / "results"
-        case = case_from_files({sequence: inputs / name for sequence, name in status["inputs"].items()},
-                               status["case_id"])
-        report("segmenting", 0.1)
+        notes: list[str] = []
+        if status.get("study"):
+            report("preprocessing the study", 0.05)
+            case = self._preprocess(inputs / status["study"], job / "case" / status["case_id"], status, notes)
+        else:
+            case = case_from_files({sequence: inputs / name for sequence, name in status["inputs"].items()},
+                                   status["case_id"])
+        report("segmenting", 0.4 if status.get("study") else 0.1)
         with self._lock:  # one network pass at a time: the model's buffers are not shared safely
             segmentation = self.segmenter.predict_case(case)
         results.mkdir(exist_ok=True)
         mask = results / RESULT_FILES["mask.nii.gz"][1]
         nifti.save(segmentation.to_image(), mask)
-        report("exporting", 0.7)
-        export = load_export_case(case, mask, segmentation.release)
-        display = display_volume(export)  # once, for the viewer data and the exports' pictures
+        native = segmentation.native.image if segmentation.native else None
+        if native is not None:
+            nifti.save(native, results / RESULT_FILES["native.nii.gz"][1])
+        report("exporting", 0.8)
+        export = load_export_case(case, mask, segmentation.release, native=native)
+        display = display_volume(on_native_grid(export) if export.study else export)  # a study: on its T1Gd
         files.write_bytes_atomic(viewer_payload(display), results / RESULT_FILES["viewer-data"][1])
         written = write_exports(export, results, JOB_EXPORTS, display=display, stem=RESULT_STEM)
         try:
             zip_folder(written["dicom"], results / RESULT_FILES["dicom.zip"][1])
         finally:
             shutil.rmtree(written["dicom"], ignore_errors=True)
-        return {"volumes": segmentation.volumes.to_json(), "release": segmentation.release.key}
+        volumes = export.study.volumes if export.study else segmentation.volumes
+        facts = {"volumes": volumes.to_json(), "release": segmentation.release.key,
+                 "space": "native T1Gd" if export.study else "case"}
+        return {**facts, "notes": notes} if notes else facts
+
+    def _preprocess(self, study: Path, folder: Path, status: dict, notes: list[str]) -> Case:
+        """``brats preprocess`` of the job's study into ``folder`` (done once), its warnings kept as notes.
+        Messages name the uploaded file, never the job's folders."""
+        if not folder.is_dir():
+            try:
+                result = preprocess(study, folder, case_id=status["case_id"], series=status["series"],
+                                    atlas=self.atlas)
+            except BratsInputError as error:
+                raise BratsInputError(str(error).replace(str(study), status.get("study_name", "the study"))) \
+                    from None
+            notes += result.notes
+        return find_case(folder)
 
 
 def zip_folder(folder: Path, archive: Path) -> None:

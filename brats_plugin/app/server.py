@@ -3,14 +3,19 @@
 Routes (the JSON API is what the page itself uses; scripts can too):
 
 - ``GET /``: the home page: the preview case in the viewer, and the upload form.
-- ``POST /api/jobs``: multipart upload (``files``: the four sequences or one zip; optional
-  ``sequence`` fields, one per file, to override recognition by name; optional ``case_id``).
+- ``POST /api/jobs``: multipart upload (``files``: the four sequences or one zip of a case, or one
+  zip of a scanner study's DICOM files; optional ``sequence`` fields, one per file, to override
+  recognition by name; for a study optional ``series_T1``, ``series_T1Gd``, ``series_T2``,
+  ``series_FLAIR``: a SeriesInstanceUID or SeriesNumber each; optional ``case_id``).
   202 ``{"id", "status_url", "page_url"}``; 400 ``{"error"}`` for a bad case (the checks of
-  ``brats predict``); 413 too large; 503 queue full.
+  ``brats predict``), and for a study whose series cannot be chosen also ``"series"`` (every series:
+  ``uid``, ``number``, ``description``, ``images``, ``taken_as``, ``why``) and ``"choices"``; 413 too
+  large; 503 queue full.
 - ``GET /api/jobs/{id}``: ``{"state": queued|running|done|failed, "stage", "progress", "error"?,
-  "volumes"?, "downloads"?}``.
+  "volumes"?, "space"? (where the volumes were measured: "native T1Gd" for a study), "notes"?
+  (warnings of the preprocessing), "downloads"?}``.
 - ``GET /api/jobs/{id}/files/{name}``: a result (``mask.nii.gz``, ``dicom.zip``, ``viewer.html``,
-  ``montage.png``, ``viewer-data``).
+  ``montage.png``, ``viewer-data``; for a study also ``native.nii.gz``).
 - ``POST /api/recognise``: ``{"names": [...]}`` -> ``{"sequences": [...], "choices": [...]}``
   (recognition by name, and the sequences to choose from).
 - ``GET /jobs/{id}``: the page of one job (progress, then the viewer and downloads).
@@ -39,10 +44,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from brats_plugin.app.jobs import QUEUED, RECEIVING, JobRunner, JobStore, QueueFull
 from brats_plugin.app.results import RESULT_FILES, download_name
-from brats_plugin.app.uploads import UploadedFile, base_name, store_upload
+from brats_plugin.app.uploads import (
+    UploadedFile,
+    base_name,
+    is_study_upload,
+    series_table,
+    store_study,
+    store_upload,
+)
 from brats_plugin.cases import identify_file
 from brats_plugin.errors import BratsInputError
 from brats_plugin.export.viewer import SERVED_ASSETS, VIEWER_ASSETS
+from brats_plugin.preprocess.identify import SeriesChoiceError
 from brats_plugin.releases import SEQUENCES
 
 TOKEN_COOKIE = "brats_token"
@@ -134,16 +147,29 @@ async def submit(request: Request) -> Response:
             uploads = [UploadedFile(str(f.filename or "unnamed"), await f.read()) for f in files]
             chosen = [str(s) or None for s in form.getlist("sequence")]
             case_id = str(form.get("case_id") or "") or None
+            series_choices = {sequence: str(form.get(f"series_{sequence}") or "") for sequence in SEQUENCES}
         if chosen and len(chosen) != len(uploads):
             return _error(f"{len(chosen)} sequence choices for {len(uploads)} files")
         uploads = [UploadedFile(u.name, u.data, s) for u, s in zip(uploads, chosen or [None] * len(uploads))]
         job_id = store.create(state=RECEIVING)
         try:
-            case = await run_in_threadpool(store_upload, uploads, store.folder(job_id) / "inputs",
-                                           case_id=case_id, max_unpacked_bytes=4 * settings.max_upload_bytes)
-            store.update(job_id, state=QUEUED, stage=QUEUED, case_id=case.case_id,
-                         inputs={s: p.name for s, p in case.sequences.items()})
+            if is_study_upload(uploads):
+                study = await run_in_threadpool(store_study, uploads[0], store.folder(job_id) / "inputs",
+                                                choices=series_choices, case_id=case_id,
+                                                max_unpacked_bytes=4 * settings.max_upload_bytes)
+                store.update(job_id, state=QUEUED, stage=QUEUED, case_id=study.case_id, study=study.path.name,
+                             study_name=uploads[0].name, series=study.series)
+            else:
+                case = await run_in_threadpool(store_upload, uploads, store.folder(job_id) / "inputs",
+                                               case_id=case_id, max_unpacked_bytes=4 * settings.max_upload_bytes)
+                store.update(job_id, state=QUEUED, stage=QUEUED, case_id=case.case_id,
+                             inputs={s: p.name for s, p in case.sequences.items()})
             request.app.state.runner.submit(job_id)
+        except SeriesChoiceError as error:
+            store.discard(job_id)
+            return JSONResponse({"error": f"cannot choose the four series ({error.problems}): choose them in the "
+                                          "table", "series": series_table(error.decisions),
+                                 "choices": list(SEQUENCES)}, status_code=400)
         except BratsInputError as error:
             store.discard(job_id)
             return _error(str(error))
@@ -160,9 +186,11 @@ async def submit(request: Request) -> Response:
 async def status(request: Request) -> Response:
     _, current = _job(request)
     public = {k: current[k] for k in ("id", "state", "stage", "progress", "case_id", "error", "volumes",
-                                      "release") if k in current}
+                                      "release", "space", "notes") if k in current}
     if current["state"] == "done":
-        public["downloads"] = {name: f"/api/jobs/{current['id']}/files/{name}" for name in RESULT_FILES}
+        folder = request.app.state.store.folder(current["id"]) / "results"
+        public["downloads"] = {name: f"/api/jobs/{current['id']}/files/{name}" for name, (_, file_name)
+                               in RESULT_FILES.items() if (folder / file_name).exists()}
     public["waiting"] = request.app.state.runner.waiting
     return JSONResponse(public)
 
@@ -170,7 +198,8 @@ async def status(request: Request) -> Response:
 async def result(request: Request) -> Response:
     folder, current = _job(request)
     name = request.path_params["name"]
-    if name not in RESULT_FILES or current["state"] != "done":
+    kept = folder / "results" / RESULT_FILES[name][1] if name in RESULT_FILES else None
+    if kept is None or current["state"] != "done" or not kept.is_file():
         return JSONResponse({"error": f"no result {name!r} for this job"}, status_code=404)
     media_type, file_name = RESULT_FILES[name]
     return FileResponse(folder / "results" / file_name, media_type=media_type,

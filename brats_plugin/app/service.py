@@ -17,6 +17,7 @@ from brats_plugin.app.uploads import UploadedFile, store_upload
 from brats_plugin.cases import Case, find_case
 from brats_plugin.errors import BratsInputError
 from brats_plugin.files import prepare_output_folder
+from brats_plugin.preprocess.atlas import MNI152, load_atlas
 from brats_plugin.releases import DEFAULT_RELEASE
 
 #: The synthetic preview case: small enough to segment in seconds on a CPU.
@@ -54,14 +55,15 @@ def check_options(*, workers: int, max_upload_mb: float, retention_hours: float,
 
 def build_app(segmenter, data_folder: str | os.PathLike, *, workers: int = 1, max_upload_mb: float = 200,
               token: str | None = None, preview: str | os.PathLike | None = None,
-              retention_hours: float = 24.0, max_queued: int = 100):
-    """The ASGI app: jobs below ``data_folder``, segmented by ``segmenter`` (loaded once)."""
+              retention_hours: float = 24.0, max_queued: int = 100, atlas: str | os.PathLike = MNI152):
+    """The ASGI app: jobs below ``data_folder``, segmented by ``segmenter`` (loaded once); uploaded
+    scanner studies are registered to ``atlas`` (as ``brats preprocess --atlas``)."""
     folder = check_options(workers=workers, max_upload_mb=max_upload_mb, retention_hours=retention_hours,
                            data_folder=data_folder, preview=preview)
     store = JobStore(folder, retention_hours * 3600)
     max_upload_bytes = int(max_upload_mb * 2**20)
     preview_job = _preview_job(store, preview, max_upload_bytes)
-    runner = JobRunner(store, CaseProcessor(segmenter), workers=workers, max_queued=max_queued)
+    runner = JobRunner(store, CaseProcessor(segmenter, atlas), workers=workers, max_queued=max_queued)
     return create_app(store, runner, AppSettings(max_upload_bytes, token, preview_job))
 
 
@@ -94,18 +96,19 @@ def _queue_kept_case(store: JobStore, case: Case, source: str, max_upload_bytes:
 def run_app(model: str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
             max_upload_mb: float = 200, token: str | None = None, preview: str | None = None,
             data_folder: str | None = None, retention_hours: float = 24.0, device: str = "auto",
-            say=print) -> None:
+            atlas: str = MNI152, say=print) -> None:
     """Load the model once and serve the app until interrupted."""
     import uvicorn
 
     from brats_plugin.inference.segmenter import Segmenter
 
     check_host(host, token)
+    load_atlas(atlas)  # a wrong --atlas is refused before the model loads
     folder = check_options(workers=workers, max_upload_mb=max_upload_mb, retention_hours=retention_hours,
                            data_folder=data_folder or default_data_folder(), preview=preview)
     segmenter = Segmenter(model, device=device)  # after every cheap check: loading takes a while
     app = build_app(segmenter, folder, workers=workers, max_upload_mb=max_upload_mb, token=token,
-                    preview=preview, retention_hours=retention_hours)
+                    preview=preview, retention_hours=retention_hours, atlas=atlas)
     say(f"brats app: model {segmenter.model.folder.name} on {segmenter.device}; jobs in {folder}; "
         f"open http://{host}:{port}/" + (f"?token={token}" if token else ""))
     uvicorn.run(app, host=host, port=port, log_level="warning")

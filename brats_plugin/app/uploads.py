@@ -1,7 +1,9 @@
 """Turn what a browser or a script uploaded into a validated case folder, without trusting any name.
 
 An upload is a list of files, each with the name the user gave it and, optionally, the sequence the
-user picked for it in the form. A single zip file may hold the whole case instead. The sequence of a
+user picked for it in the form. A single zip file may hold the whole case instead, or a scanner study
+(DICOM files: :func:`store_study`, whose series are identified as ``brats preprocess`` does, the
+user's choices winning). The sequence of a
 file comes from the user's choice, else from its name (:func:`brats_plugin.cases.identify_file`, the
 same recognition as everywhere else); the bytes are then stored under names we choose
 (``T1.nii.gz`` ...), so that no user-controlled path ever reaches the file system, and the case is
@@ -21,6 +23,8 @@ from brats_plugin import nifti
 from brats_plugin.cases import Case, case_from_files, case_id_from_file_name, identify_file, read_case_voxels
 from brats_plugin.errors import BratsInputError
 from brats_plugin.files import write_bytes_atomic
+from brats_plugin.preprocess.identify import Decision, SeriesChoiceError, choose_series
+from brats_plugin.preprocess.series import scan_study
 from brats_plugin.releases import SEGMENTATION, SEQUENCES
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -70,6 +74,70 @@ def store_upload(files: list[UploadedFile], folder: str | Path, *, max_unpacked_
     except BratsInputError as error:
         raise BratsInputError(_user_names(str(error), paths, by_sequence)) from None
     return case
+
+
+#: Where a study upload is kept in its job's inputs folder.
+STUDY_FILE = "study.zip"
+
+
+@dataclass(frozen=True)
+class StoredStudy:
+    """A scanner study uploaded as a zip: where it is kept, its case id and the series chosen."""
+
+    path: Path
+    case_id: str
+    series: dict[str, str]  # sequence -> SeriesInstanceUID
+
+
+def is_study_upload(files: list[UploadedFile]) -> bool:
+    """One zip holding no NIfTI file: a scanner study (its DICOM files are checked when it is stored)."""
+    if len(files) != 1 or files[0].data[:4] != ZIP_MAGIC:
+        return False
+    try:
+        with zipfile.ZipFile(io.BytesIO(files[0].data)) as packed:
+            return not any(nifti.nifti_ending(base_name(m.filename)) for m in packed.infolist() if not m.is_dir())
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError):
+        return False  # a damaged zip: the case path reports it
+
+
+def store_study(upload: UploadedFile, folder: str | Path, *, max_unpacked_bytes: int,
+                choices: dict[str, str] | None = None, case_id: str | None = None) -> StoredStudy:
+    """Keep a study zip as ``folder/study.zip`` and choose its four series (``choices``: sequence ->
+    SeriesNumber or SeriesInstanceUID, the user's corrections).
+
+    Raises :class:`SeriesChoiceError` (with every series and its decision) when the four cannot be
+    chosen, :class:`BratsInputError` naming the user's file for anything else: no DICOM images, several
+    studies, unsafe members, more than ``max_unpacked_bytes`` unpacked.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(upload.data)) as packed:
+            total = sum(m.file_size for m in packed.infolist())
+            for member in packed.infolist():
+                _check_member(member, upload.name)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+        raise BratsInputError(f"{upload.name}: damaged zip file ({error})") from None
+    if total > max_unpacked_bytes:
+        raise BratsInputError(f"{upload.name}: unpacks to {total / 2**20:.0f} MB, more than the "
+                              f"{max_unpacked_bytes / 2**20:.0f} MB allowed")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / STUDY_FILE
+    write_bytes_atomic(upload.data, path)
+    try:
+        picked, _ = choose_series(scan_study(path), choices)
+    except SeriesChoiceError:
+        raise
+    except BratsInputError as error:
+        raise BratsInputError(str(error).replace(str(path), upload.name)) from None
+    stem = base_name(upload.name).removesuffix(".zip").removesuffix(".ZIP")
+    return StoredStudy(path, safe_case_id(case_id or stem), {sequence: s.uid for sequence, s in picked.items()})
+
+
+def series_table(decisions: list[Decision]) -> list[dict]:
+    """The rows of a study's series table for a page: what each series is and what it was taken for."""
+    return [{"uid": d.series.uid, "number": d.series.number, "description": d.series.description or
+             d.series.protocol, "images": d.series.frames, "taken_as": d.sequence, "why": d.reason}
+            for d in decisions]
 
 
 def safe_case_id(text: str) -> str:

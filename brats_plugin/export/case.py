@@ -16,9 +16,11 @@ import nibabel as nib
 import numpy as np
 from pydicom.dataset import Dataset
 
+from brats_plugin import nifti
 from brats_plugin.cases import Case, check_release_labels, labels_present, read_case_voxels, read_mask
+from brats_plugin.errors import BratsInputError
 from brats_plugin.geometry import voxel_spacing
-from brats_plugin.preprocess.native import labels_to_native, way_back
+from brats_plugin.preprocess.native import image_to_native, labels_to_native, way_back
 from brats_plugin.preprocess.source_headers import read_headers
 from brats_plugin.release_choice import resolve_release
 from brats_plugin.releases import SEQUENCES, Release
@@ -32,6 +34,8 @@ class OriginalStudy:
     headers: list[Dataset]  # one per T1Gd file, pixel data left out
     labels: nib.Nifti1Image  # uint8 release labels on the native T1Gd grid
     volumes: Volumes  # of ``labels``: the clinical figures
+    t1c: np.ndarray  # float32 voxels of the T1Gd as acquired, on the same grid
+    folder: Path  # the preprocessed case folder (its transforms carry the other sequences there)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,22 @@ def load_export_case(case: Case, mask: str | os.PathLike, release: str | Release
     if headers is not None:
         native = native if native is not None else labels_to_native(labels, reference.affine, case.folder)
         native_labels = np.asarray(native.dataobj, dtype=np.uint8)
-        study = OriginalStudy(headers, native, measure_volumes(native_labels, release, native.affine))
+        native_t1c = np.asarray(nifti.read_array(way_back(case.folder)[0]), dtype=np.float32)
+        study = OriginalStudy(headers, native, measure_volumes(native_labels, release, native.affine), native_t1c,
+                              case.folder)
     return ExportCase(case.case_id, reference, dict(zip(SEQUENCES, voxels)), labels, release,
                       measure_volumes(labels, release, reference.affine), way_back(case.folder) is not None, study)
+
+
+def on_native_grid(case: ExportCase) -> ExportCase:
+    """A case preprocessed from a study, as pictures show it: on the native T1Gd grid (the T1Gd as
+    acquired, the other sequences carried there from the atlas grid for display), with the native labels
+    and volumes. Its DICOM export would not be the study's: use it for the viewer and pictures only."""
+    study = case.study
+    if study is None:
+        raise BratsInputError(f"{case.case_id}: not preprocessed from a DICOM study, no native grid to show")
+    images = {sequence: study.t1c if sequence == "T1Gd" else image_to_native(case.images[sequence], case.affine,
+                                                                             study.folder) for sequence in SEQUENCES}
+    labels = np.asarray(study.labels.dataobj, dtype=np.uint8)
+    return ExportCase(case.case_id, nib.Nifti1Image(study.t1c, study.labels.affine), images, labels, case.release,
+                      study.volumes)

@@ -112,13 +112,8 @@ def write_dicom(case: ExportCase, folder: str | os.PathLike, *, patient: DicomPa
     ``folder`` never holds a partial export. An existing non-empty ``folder`` is an error unless
     ``overwrite``. Returns the files written, under their final names.
     """
-    folder = Path(folder)
+    folder = check_export_folder(folder, overwrite)
     patient = patient or DicomPatient()
-    if folder.exists() and not folder.is_dir():
-        raise BratsInputError(f"{folder}: exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
-        raise BratsInputError(f"{folder}: folder exists and is not empty (choose another or allow overwriting)")
-    files.prepare_output_folder(folder.parent)
     geometry = SliceGeometry.from_affine(case.affine, case.shape)
     study = _study_dataset(case, patient)
 
@@ -127,15 +122,29 @@ def write_dicom(case: ExportCase, folder: str | os.PathLike, *, patient: DicomPa
         t1_slices: list[Dataset] = []
         for number, sequence in enumerate(SEQUENCES, start=1):
             datasets = _mr_series(case.images[sequence], sequence, number, study, geometry)
-            written += _save_series(datasets, temporary / MR_FOLDERS[sequence])
+            written += save_series(datasets, temporary / MR_FOLDERS[sequence])
             if number == 1:
                 t1_slices = datasets
         segmentation = _segmentation(case, t1_slices, study)
         written.append(save_dataset(segmentation, temporary / SEG_FOLDER / SEG_FILE))
         if secondary_capture:
-            written += _save_series(_overlay_series(case, study, geometry), temporary / SC_FOLDER)
+            grey = case.images[OVERLAY_SEQUENCE]
+            written += save_series(overlay_series(grey, case.labels, case.release, study, geometry),
+                                    temporary / SC_FOLDER)
         files.replace_folder(temporary, folder)
     return [folder / path.relative_to(temporary) for path in written]
+
+
+def check_export_folder(folder: str | os.PathLike, overwrite: bool) -> Path:
+    """``folder`` as a Path, refused when it is a file, or a non-empty folder without ``overwrite``; its
+    parent is created."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise BratsInputError(f"{folder}: exists and is not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise BratsInputError(f"{folder}: folder exists and is not empty (choose another or allow overwriting)")
+    files.prepare_output_folder(folder.parent)
+    return folder
 
 
 # ---- geometry -------------------------------------------------------------------------------------------
@@ -388,12 +397,15 @@ def segment_number(release: Release, value: int) -> int:
 
 # ---- secondary capture -----------------------------------------------------------------------------------
 
-def _overlay_series(case: ExportCase, study: Dataset, geometry: SliceGeometry) -> list[Dataset]:
-    """RGB Secondary Capture slices: the overlay sequence with the labels blended in, marked not for diagnosis."""
+def overlay_series(grey: np.ndarray, labels: np.ndarray, release: Release, study: Dataset,
+                   geometry: SliceGeometry, sequence: str = OVERLAY_SEQUENCE) -> list[Dataset]:
+    """RGB Secondary Capture slices of ``grey`` (x, y, z; the ``sequence``) with ``labels`` blended in,
+    marked not for diagnosis; patient and study attributes from ``study``, one per slice of ``geometry``."""
     template = _series_dataset(study, SecondaryCaptureImageStorage, "OT", _SERIES_NUMBER_SC,
-                               f"Tumour overlay on {OVERLAY_SEQUENCE} - {NOT_FOR_DIAGNOSIS}")
+                               f"Tumour overlay on {sequence} - {NOT_FOR_DIAGNOSIS}")
     for keyword in ("FrameOfReferenceUID", "PositionReferenceIndicator"):
-        del template[keyword]  # not part of the Secondary Capture IOD
+        if keyword in template:
+            del template[keyword]  # not part of the Secondary Capture IOD
     template.ConversionType = "WSD"
     template.ImageType = ["DERIVED", "SECONDARY"]
     template.PatientOrientation = geometry.patient_orientation()
@@ -411,7 +423,7 @@ def _overlay_series(case: ExportCase, study: Dataset, geometry: SliceGeometry) -
     if not np.isclose(row_spacing, column_spacing, rtol=1e-6):
         ratio = Fraction(row_spacing / column_spacing).limit_denominator(1000)  # integers (VR IS)
         template.PixelAspectRatio = [ratio.numerator, ratio.denominator]
-    rgb = _overlay_rgb(case)
+    rgb = _overlay_rgb(grey, labels, release)
     shadow, letters = _text_masks(NOT_FOR_DIAGNOSIS, geometry.rows, geometry.columns)
     rgb[:, shadow] = 0
     rgb[:, letters] = 255
@@ -426,13 +438,12 @@ def _overlay_series(case: ExportCase, study: Dataset, geometry: SliceGeometry) -
     return datasets
 
 
-def _overlay_rgb(case: ExportCase) -> np.ndarray:
-    """The overlay sequence windowed to 8 bits with the label colours blended in: (slice, row, column, 3)."""
-    centre, width = _window(case.images[OVERLAY_SEQUENCE])
+def _overlay_rgb(grey: np.ndarray, labels: np.ndarray, release: Release) -> np.ndarray:
+    """``grey`` windowed to 8 bits with the label colours blended in: (slice, row, column, 3)."""
+    centre, width = _window(grey)
     scale = np.float32(255 / width)
-    grey = np.clip((case.images[OVERLAY_SEQUENCE].transpose(2, 1, 0) - np.float32(centre - width / 2)) * scale,
-                   0, 255)
-    return blend_labels(grey, case.labels.transpose(2, 1, 0), case.release, OVERLAY_OPACITY)
+    windowed = np.clip((grey.transpose(2, 1, 0) - np.float32(centre - width / 2)) * scale, 0, 255)
+    return blend_labels(windowed, labels.transpose(2, 1, 0), release, OVERLAY_OPACITY)
 
 
 def _text_masks(text: str, rows: int, columns: int) -> tuple[np.ndarray, np.ndarray]:
@@ -447,7 +458,7 @@ def _text_masks(text: str, rows: int, columns: int) -> tuple[np.ndarray, np.ndar
 
 # ---- writing ---------------------------------------------------------------------------------------------
 
-def _save_series(datasets: list[Dataset], folder: Path) -> list[Path]:
+def save_series(datasets: list[Dataset], folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     digits = max(4, len(str(len(datasets))))
     return [save_dataset(ds, folder / f"IM{index:0{digits}d}.dcm") for index, ds in enumerate(datasets, start=1)]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from brats_plugin.errors import BratsInputError, BratsWarning
-from brats_plugin.export.case import ExportCase
+from brats_plugin.export.case import ExportCase, on_native_grid
 
 if TYPE_CHECKING:
     from brats_plugin.export.dicom import DicomPatient
@@ -39,18 +39,17 @@ class ExportRequest:
 
     def check_for_study(self) -> None:
         """Refuse DICOM options that a scanner study's SEG and SR cannot take: they keep the study's own
-        patient and study attributes, and have no overlay series yet."""
+        patient and study attributes."""
         if "dicom" not in self.formats:
             return
         given = [flag for flag, value in (
             ("--patient-id", self.patient and self.patient.patient_id is not None),
             ("--patient-name", self.patient and self.patient.patient_name is not None),
             ("--study-description", self.patient and self.patient.study_description is not None),
-            ("--accession", self.patient and self.patient.accession_number),
-            ("--secondary-capture", self.secondary_capture)) if value]
+            ("--accession", self.patient and self.patient.accession_number)) if value]
         if given:
             raise BratsInputError(f"{' '.join(given)}: not for a scanner study, whose SEG and SR go into the study as "
-                                  "it is (its own patient and study attributes; SEG and SR only)")
+                                  "it is, with its own patient and study attributes")
 
     def paths(self, folder: str | os.PathLike, case_id: str) -> list[Path]:
         return [export_path(folder, case_id, name) for name in self.formats]
@@ -81,14 +80,15 @@ def write_exports(case: ExportCase, folder: str | os.PathLike, formats: tuple[st
 
     Existing exports of the case are replaced (each appears complete or not at all). ``patient`` and
     ``secondary_capture`` go to :func:`~brats_plugin.export.dicom.write_dicom`. The pictures
-    share one display volume (``display``, prepared here when not given). ``stem`` replaces the case
+    share one display volume (``display``, prepared here when not given: for a case preprocessed from a
+    DICOM study, on its native T1Gd with the native volumes, like its SR). ``stem`` replaces the case
     id in the file names (the app's fixed names).
     """
     from brats_plugin.export import images
     from brats_plugin.export.viewer import write_viewer
 
-    if display is None and set(formats) & {"html", "png", "gif"}:
-        display = images.display_volume(case)
+    if display is None and set(formats) & {"html", "png", "gif"}:  # a scanner study's: on its own T1Gd
+        display = images.display_volume(on_native_grid(case) if case.study else case)
     writers = {
         "html": lambda path: write_viewer(display, path),
         "png": lambda path: images.write_montage(display, path),
@@ -106,7 +106,7 @@ def _write_dicom(case: ExportCase, folder: Path, patient: DicomPatient | None, s
     if case.study is not None:
         from brats_plugin.export.study import write_study_dicom  # highdicom: imported when asked for
         ExportRequest(("dicom",), patient, secondary_capture).check_for_study()
-        write_study_dicom(case.study, case.release, folder, overwrite=True)
+        write_study_dicom(case.study, case.release, folder, secondary_capture=secondary_capture, overwrite=True)
         return
     from brats_plugin.export.dicom import write_dicom
     if case.preprocessed:

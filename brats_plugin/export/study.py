@@ -9,6 +9,8 @@ instead of writing new image series:
     SR/sr.dcm     Comprehensive 3D SR, TID 1500 measurement report: the volume (mL, on the native grid)
                   of every release label (TID 1411, referencing its SEG segment) and every region
                   (WT/TC/ET, TID 1501)
+    SC/IM0001.dcm optional: RGB Secondary Capture slices of the original T1Gd with the labels blended in,
+                  "NOT FOR DIAGNOSIS", for viewers without SEG support
 
 PACS viewers (OHIF, Weasis) overlay a SEG on the series it references, so the radiologist sees the
 tumour on the images they read. The labels are those carried back onto the native T1Gd grid
@@ -18,7 +20,7 @@ say where each of that grid's slices came from.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import highdicom as hd
@@ -33,109 +35,87 @@ from brats_plugin import files
 from brats_plugin.errors import BratsInputError
 from brats_plugin.export.case import OriginalStudy
 from brats_plugin.export.dicom import (
+    SC_FOLDER,
     SEG_FILE,
     SEG_FOLDER,
     TISSUE_CODES,
+    SliceGeometry,
+    check_export_folder,
+    overlay_series,
     save_dataset,
+    save_series,
     segment_number,
     tumour_segmentation,
 )
-from brats_plugin.geometry import LPS_TO_RAS
+from brats_plugin.preprocess.source_headers import source_slices
 from brats_plugin.releases import Release
 from brats_plugin.version import __version__
 from brats_plugin.volumes import Volumes
 
 SR_FOLDER, SR_FILE = "SR", "sr.dcm"
+#: Patient and study attributes the overlay series copies from the T1Gd; those DICOM requires (type 2)
+#: are written empty when the source lacks them.
+_STUDY_KEYWORDS = ("SpecificCharacterSet", "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate",
+                   "PatientSex", "PatientAge", "PatientIdentityRemoved", "DeidentificationMethod", "StudyInstanceUID",
+                   "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",
+                   "StudyDescription")
+_REQUIRED_EMPTY = {"PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                   "ReferringPhysicianName", "StudyID", "AccessionNumber"}
 _SERIES_NUMBER_SR = 101
 #: Unit of every volume in the report (UCUM).
 MILLILITRE = Code("mL", "UCUM", "milliliter")
 #: Finding type of each region: the whole and core tumour are neoplasm, the enhancing region a lesion.
 REGION_FINDINGS: dict[str, Code] = {"ET": codes.NCIt.EnhancingLesion}
-_POSITION_TOLERANCE_MM = 0.1
-_ORIENTATION_TOLERANCE = 1e-3
 
 
 def write_study_dicom(study: OriginalStudy, release: Release, folder: str | os.PathLike, *,
-                      overwrite: bool = False) -> list[Path]:
-    """Write the SEG and the SR of ``study`` into ``folder`` (complete or not at all); return their paths."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise BratsInputError(f"{folder}: exists and is not a folder")
-    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
-        raise BratsInputError(f"{folder}: folder exists and is not empty (choose another or allow overwriting)")
-    files.prepare_output_folder(folder.parent)
+                      secondary_capture: bool = False, overwrite: bool = False) -> list[Path]:
+    """Write the SEG, the SR (and with ``secondary_capture`` the overlay series) of ``study`` into
+    ``folder``, complete or not at all; return their paths."""
+    folder = check_export_folder(folder, overwrite)
     sources, frames = frames_on_source(study.headers, study.labels)
-    seg = tumour_segmentation(sources, frames, release)
-    report = measurement_report(seg, study.headers, release, study.volumes)
+    try:
+        seg = tumour_segmentation(sources, frames, release)
+        report = measurement_report(seg, study.headers, release, study.volumes)
+    except (ValueError, TypeError, AttributeError, KeyError) as error:  # highdicom's checks of the headers
+        raise BratsInputError(f"the T1Gd headers (series {sources[0].get('SeriesNumber', '?')}): a SEG and SR "
+                              f"cannot be built on them ({type(error).__name__}: {str(error)[:160]})") from None
     with files.staging_folder(folder) as temporary:
         written = [save_dataset(seg, temporary / SEG_FOLDER / SEG_FILE),
                    save_dataset(report, temporary / SR_FOLDER / SR_FILE)]
+        if secondary_capture:
+            labels = np.asarray(study.labels.dataobj, dtype=np.uint8)
+            geometry = SliceGeometry.from_affine(study.labels.affine, labels.shape)
+            overlay = overlay_series(study.t1c, labels, release, _study_attributes(study.headers[0]), geometry,
+                                     sequence="T1Gd")
+            written += save_series(overlay, temporary / SC_FOLDER)
         files.replace_folder(temporary, folder)
     return [folder / path.relative_to(temporary) for path in written]
+
+
+def _study_attributes(header: Dataset) -> Dataset:
+    """The patient and study attributes of a source image, copied as they are, and our equipment's."""
+    study = Dataset()
+    for keyword in _STUDY_KEYWORDS:
+        if keyword in header:
+            study[keyword] = header[keyword]
+        elif keyword in _REQUIRED_EMPTY:
+            setattr(study, keyword, "")
+    study.Manufacturer = study.ManufacturerModelName = "brats_plugin"
+    study.SoftwareVersions = __version__
+    now = datetime.now()
+    study.InstanceCreationDate, study.InstanceCreationTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    return study
 
 
 # ---- the SEG's frames on the source slices ---------------------------------------------------------------
 
 def frames_on_source(headers: list[Dataset], labels: nib.Nifti1Image) -> tuple[list[Dataset], np.ndarray]:
-    """The source images for a SEG and the labels as (frame, row, column) in their order.
-
-    Each source slice is matched to a slice of the native grid by its ImagePositionPatient; a header
-    that lies on no slice of the grid, or a grid slice without a header, is an error (the case folder
-    does not belong to these headers). Single-frame images are ordered along the grid; one enhanced
-    multi-frame image keeps its own frame order.
-    """
+    """The source images for a SEG and the labels as (frame, row, column) in their frames' order
+    (:func:`~brats_plugin.preprocess.source_headers.source_slices`)."""
     voxels = np.asarray(labels.dataobj, dtype=np.uint8)
-    lps = LPS_TO_RAS @ labels.affine  # voxel -> LPS mm (the flip is its own inverse)
-    grid = _Grid(lps[:3, :3], lps[:3, 3], voxels.shape)
-    if len(headers) == 1 and int(headers[0].get("NumberOfFrames", 1) or 1) > 1:
-        slices = [grid.slice_of(*_frame_geometry(headers[0], index), headers[0])
-                  for index in range(int(headers[0].NumberOfFrames))]
-        sources = headers
-    else:
-        if any(int(h.get("NumberOfFrames", 1) or 1) > 1 for h in headers):
-            raise BratsInputError("the T1Gd series holds several multi-frame images: a SEG cannot reference it")
-        placed = sorted(((grid.slice_of(*_frame_geometry(h, 0), h), h) for h in headers), key=lambda pair: pair[0])
-        slices, sources = [k for k, _ in placed], [h for _, h in placed]
-    if sorted(slices) != list(range(voxels.shape[2])):
-        raise BratsInputError(f"the kept T1Gd headers cover slices {sorted(set(slices))[:5]}... of a grid of "
-                              f"{voxels.shape[2]}: they do not belong to this case's native grid")
-    frames = np.ascontiguousarray(voxels[:, :, slices].transpose(2, 1, 0))  # (frame, row = y, column = x)
-    return sources, frames
-
-
-def _frame_geometry(header: Dataset, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """ImagePositionPatient and ImageOrientationPatient of a frame (classic or enhanced image)."""
-    if "PerFrameFunctionalGroupsSequence" in header:
-        frame = header.PerFrameFunctionalGroupsSequence[index]
-        shared = header.SharedFunctionalGroupsSequence[0]
-        position = (frame.get("PlanePositionSequence") or shared.PlanePositionSequence)[0].ImagePositionPatient
-        orientation = (frame.get("PlaneOrientationSequence")
-                       or shared.PlaneOrientationSequence)[0].ImageOrientationPatient
-    else:
-        position, orientation = header.ImagePositionPatient, header.ImageOrientationPatient
-    return np.asarray(position, float), np.asarray(orientation, float)
-
-
-@dataclass(frozen=True)
-class _Grid:
-    axes: np.ndarray  # (3, 3) voxel steps in LPS mm, one column per array axis
-    origin: np.ndarray  # LPS mm of voxel (0, 0, 0)
-    shape: tuple[int, int, int]
-
-    def slice_of(self, position: np.ndarray, orientation: np.ndarray, header: Dataset) -> int:
-        """The grid slice a source image lies on; raise when it lies on none."""
-        where = f"T1Gd image {header.get('SOPInstanceUID', '?')}"
-        directions = self.axes[:, :2] / np.linalg.norm(self.axes[:, :2], axis=0)
-        if np.abs(orientation - directions.T.ravel()).max() > _ORIENTATION_TOLERANCE:
-            raise BratsInputError(f"{where}: its orientation differs from the native T1Gd grid's")
-        if (int(header.get("Columns", -1)), int(header.get("Rows", -1))) != self.shape[:2]:
-            raise BratsInputError(f"{where}: its size differs from the native T1Gd grid's")
-        index = np.linalg.solve(self.axes, position - self.origin)
-        k = int(round(index[2]))
-        off = np.linalg.norm(self.axes @ (index - np.array([0.0, 0.0, k])))
-        if off > _POSITION_TOLERANCE_MM or not 0 <= k < self.shape[2]:
-            raise BratsInputError(f"{where}: lies on no slice of the native T1Gd grid ({off:.2f} mm off)")
-        return k
+    sources, slices = source_slices(headers, labels.affine, voxels.shape)
+    return sources, np.ascontiguousarray(voxels[:, :, slices].transpose(2, 1, 0))  # (frame, row = y, column = x)
 
 
 # ---- the measurement report ------------------------------------------------------------------------------

@@ -5,10 +5,10 @@ Example:
     >>> result = preprocess("study_dicom/", "cases/patient1")  # doctest: +SKIP
     >>> print(result.summary())  # doctest: +SKIP
 """
-from brats_plugin.preprocess.identify import Decision, choose_series, format_table
+from brats_plugin.preprocess.identify import Decision, SeriesChoiceError, choose_series, format_table
 from brats_plugin.preprocess.pipeline import PreprocessResult, preprocess
 from brats_plugin.preprocess.series import Series, is_dicom_study, scan_study
 from brats_plugin.preprocess.volume import read_series
 
-__all__ = ["Decision", "choose_series", "format_table", "PreprocessResult", "preprocess", "Series", "is_dicom_study",
-           "scan_study", "read_series"]
+__all__ = ["Decision", "SeriesChoiceError", "choose_series", "format_table", "PreprocessResult", "preprocess",
+           "Series", "is_dicom_study", "scan_study", "read_series"]

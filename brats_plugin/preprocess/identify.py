@@ -39,6 +39,17 @@ _CONTRAST = re.compile(r"\+\s?c\b|\bpost\b|\bgd\b|\bgad|gado|contrast|\bce\b|\bt
 _PRE = re.compile(r"\bpre\b|native|\bnat\b|ohne|\bt1n\b")
 
 
+class SeriesChoiceError(BratsInputError):
+    """The four series cannot be chosen. The message (for the command line) names the flags to pass
+    and ends with the table; ``problems`` says what is wrong without flags and ``decisions`` holds the
+    table's rows (for pages that let the user choose)."""
+
+    def __init__(self, message: str, problems: str, decisions: list[Decision]):
+        super().__init__(message + "\n" + format_table(decisions))
+        self.problems = problems
+        self.decisions = decisions
+
+
 @dataclass(frozen=True)
 class Decision:
     """What a series is taken for (a sequence name, or None when set aside) and why."""
@@ -111,9 +122,13 @@ def choose_series(series: list[Series],
     for sequence, key in chosen.items():
         matches = [s for s in series if key in (s.uid, str(s.number))]
         if len(matches) != 1:
-            raise BratsInputError(f"{FLAGS[sequence]} {key}: " + ("no series with this number or UID" if not matches
-                                  else f"{len(matches)} series have this number; pass the SeriesInstanceUID")
-                                  + "\n" + format_table(decisions))
+            why = ("no series with this number or UID" if not matches
+                   else f"{len(matches)} series have this number; pass the SeriesInstanceUID")
+            raise SeriesChoiceError(f"{FLAGS[sequence]} {key}: {why}", f"{sequence} {key}: {why}", decisions)
+        twice = next((other for other, taken in picked.items() if taken is matches[0]), None)
+        if twice:
+            why = f"series {matches[0].label} chosen as both {twice} and {sequence}"
+            raise SeriesChoiceError(f"{FLAGS[twice]} and {FLAGS[sequence]}: {why}", why, decisions)
         picked[sequence] = matches[0]
     problems = []
     for sequence in SEQUENCES:
@@ -127,11 +142,12 @@ def choose_series(series: list[Series],
         if len(candidates) == 1:
             picked[sequence] = candidates[0].series
         else:
-            problems.append(f"{'no' if not candidates else len(candidates)} {sequence} series"
-                            f" (choose with {FLAGS[sequence]} SERIES_NUMBER)")
+            problems.append((f"{'no' if not candidates else len(candidates)} {sequence} series", sequence))
     final = [_final_decision(d, picked) for d in decisions]
     if problems:
-        raise BratsInputError("cannot choose the four sequences: " + "; ".join(problems) + "\n" + format_table(final))
+        raise SeriesChoiceError("cannot choose the four sequences: " + "; ".join(
+            f"{problem} (choose with {FLAGS[sequence]} SERIES_NUMBER)" for problem, sequence in problems),
+            "; ".join(problem for problem, _ in problems), final)
     return picked, final
 
 
@@ -168,7 +184,9 @@ def _final_decision(decision: Decision, picked: dict[str, Series]) -> Decision:
             return Decision(series, sequence, decision.reason if decision.sequence == sequence
                             else f"chosen by {FLAGS[sequence]}")
     if decision.sequence:
-        return Decision(decision.series, None, f"{decision.reason}; another {decision.sequence} series chosen")
+        why = (f"another {decision.sequence} series chosen" if decision.sequence in picked
+               else f"one of several {decision.sequence} candidates: choose one")
+        return Decision(decision.series, None, f"{decision.reason}; {why}")
     return decision
 
 

@@ -37,18 +37,7 @@ def way_back(case_folder: str | os.PathLike) -> tuple[Path, Path] | None:
 
 def labels_to_native(labels: np.ndarray, affine: np.ndarray, case_folder: str | os.PathLike) -> nib.Nifti1Image:
     """``labels`` (uint8, x y z on the atlas grid ``affine``) on the native T1Gd grid of ``case_folder``."""
-    found = way_back(case_folder)
-    if found is None:
-        raise BratsInputError(f"{case_folder}: not a preprocessed case (no {AUXILIARY_FOLDER}/{NATIVE_T1GD} and "
-                              f"{AUXILIARY_FOLDER}/{TRANSFORMS_FOLDER}/{ATLAS_TO_T1GD})")
-    native_file, transform_file = found
-    native = nifti.load(native_file)
-    try:
-        atlas_to_t1c = sitk.ReadTransform(str(transform_file))
-    except RuntimeError as error:
-        raise BratsInputError(f"{transform_file}: unreadable transform ({str(error).strip().splitlines()[-1]})") \
-            from None
-    t1c_to_atlas = atlas_to_t1c.GetInverse()
+    native, t1c_to_atlas = _way_back_read(case_folder)
     reference = to_sitk(native, np.zeros(native.shape[:3], np.float32))
     atlas_grid = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), affine)
     best = np.zeros(native.shape[:3], np.float32)  # the largest label weight so far, and its label
@@ -62,3 +51,28 @@ def labels_to_native(labels: np.ndarray, affine: np.ndarray, case_folder: str | 
         total += weight
     result[best <= 1.0 - total] = 0  # the background weighs more (1 outside the atlas grid)
     return nifti.like(result, native, np.uint8)
+
+
+def image_to_native(voxels: np.ndarray, affine: np.ndarray, case_folder: str | os.PathLike) -> np.ndarray:
+    """An image on the atlas grid ``affine`` resampled (linearly) onto the native T1Gd grid: float32, 0
+    outside the atlas grid. For display beside the native T1Gd (a second interpolation: not for analysis)."""
+    native, t1c_to_atlas = _way_back_read(case_folder)
+    reference = to_sitk(native, np.zeros(native.shape[:3], np.float32))
+    moving = to_sitk(nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), affine), voxels.astype(np.float32))
+    return np.nan_to_num(resample_onto(reference, moving, t1c_to_atlas, linear=True))
+
+
+def _way_back_read(case_folder: str | os.PathLike) -> tuple[nib.Nifti1Image, sitk.Transform]:
+    """The native T1Gd and the transform from its points to the atlas's, read from ``case_folder``."""
+    found = way_back(case_folder)
+    if found is None:
+        raise BratsInputError(f"{case_folder}: not a preprocessed case (no {AUXILIARY_FOLDER}/{NATIVE_T1GD} and "
+                              f"{AUXILIARY_FOLDER}/{TRANSFORMS_FOLDER}/{ATLAS_TO_T1GD})")
+    native_file, transform_file = found
+    native = nifti.load(native_file)
+    try:
+        atlas_to_t1c = sitk.ReadTransform(str(transform_file))
+    except RuntimeError as error:
+        raise BratsInputError(f"{transform_file}: unreadable transform ({str(error).strip().splitlines()[-1]})") \
+            from None
+    return native, atlas_to_t1c.GetInverse()

@@ -29,10 +29,11 @@ from typing import Callable
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+from pydicom.dataset import Dataset
 from scipy import ndimage
 
 from brats_plugin import files, nifti
-from brats_plugin.cases import AUXILIARY_FOLDER
+from brats_plugin.cases import AUXILIARY_FOLDER, identify_file
 from brats_plugin.errors import BratsInputError, BratsWarning
 from brats_plugin.preprocess.atlas import MNI152, Atlas, load_atlas
 from brats_plugin.preprocess.identify import choose_series, format_table
@@ -48,8 +49,13 @@ from brats_plugin.preprocess.registration import (
     resample_onto,
     to_sitk,
 )
-from brats_plugin.preprocess.series import Series, scan_study
-from brats_plugin.preprocess.source_headers import SOURCE_HEADERS_FOLDER, keep_headers
+from brats_plugin.preprocess.series import scan_study
+from brats_plugin.preprocess.source_headers import (
+    SOURCE_HEADERS_FOLDER,
+    keep_headers,
+    read_series_headers,
+    source_slices,
+)
 from brats_plugin.preprocess.volume import read_series
 from brats_plugin.releases import SEQUENCES
 from brats_plugin.version import __version__
@@ -78,6 +84,7 @@ class PreprocessResult:
     chosen: dict[str, str]  # sequence -> where it came from (series label or file)
     brain_mask_source: str
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # the warnings given (also as BratsWarning), for pages
 
     def summary(self) -> str:
         return (f"{self.case_id}: four sequences on the atlas grid in {self.case_folder} "
@@ -103,11 +110,13 @@ def preprocess(study: str | os.PathLike | None, output: str | os.PathLike, *, ca
     started, seconds = time.perf_counter(), {}
     output = Path(output)
     case_id = case_id or output.name
+    _check_case_id(case_id, output)
     series = {k: v for k, v in (series or {}).items() if v}
     chosen_atlas = load_atlas(atlas)
 
     say("[1/5] reading the study")
-    images, sources, record, t1c_series = _read_inputs(study, series, say)
+    notes: list[str] = []
+    images, sources, record, t1c_headers = _read_inputs(study, series, say, notes)
     seconds["read"] = _lap(started, seconds)
 
     say(f"[2/5] registering T1, T2, FLAIR to the T1Gd and the T1Gd to {chosen_atlas.name}")
@@ -123,16 +132,16 @@ def preprocess(study: str | os.PathLike | None, output: str | os.PathLike, *, ca
     views = {s: field_of_view(resampled[s]) for s in SEQUENCES}
     figures = registration_figures(resampled, views, brain_interior(chosen_atlas.brain_mask, reference.GetSpacing()))
     say("      overlap: " + ", ".join(f"{name} {value:.0%}" for name, value in figures.items()))
-    _check_registrations(to_t1c, to_atlas, figures, native["T1Gd"], reference, sources, force)
+    _check_registrations(to_t1c, to_atlas, figures, native["T1Gd"], reference, sources, force, notes)
     seconds["resampling"] = _lap(started, seconds)
 
     say("[4/5] brain extraction")
     mask, mask_source = _brain_mask(resampled, chosen_atlas, reference, to_atlas.transform, images["T1Gd"],
-                                    skull_stripped, brain_mask, brain_extractor)
+                                    skull_stripped, brain_mask, brain_extractor, notes)
     seconds["brain extraction"] = _lap(started, seconds)
 
     say(f"[5/5] writing {output}")
-    result = PreprocessResult(output, case_id, sources, mask_source, seconds)
+    result = PreprocessResult(output, case_id, sources, mask_source, seconds, notes)
     record.update({
         "brats_plugin": __version__, "case_id": case_id, "atlas": {"name": chosen_atlas.name,
                                                                    "file": str(chosen_atlas.path)},
@@ -143,13 +152,27 @@ def preprocess(study: str | os.PathLike | None, output: str | os.PathLike, *, ca
                                           "T1Gd -> atlas": to_atlas.metric},
                          "overlap": {name: round(value, 4) for name, value in figures.items()}},
     })
-    _write_case(output, case_id, chosen_atlas, resampled, mask, images["T1Gd"], t1c_series, to_t1c, to_atlas, record,
+    _write_case(output, case_id, chosen_atlas, resampled, mask, images["T1Gd"], t1c_headers, to_t1c, to_atlas, record,
                 seconds, started)
     return result
 
 
+def _check_case_id(case_id: str, output: Path) -> None:
+    """Refuse a case id that would make the output's file names unreadable: case folders are read with
+    their folder name as the case id, so an id of another name must not itself read as a sequence."""
+    if case_id == output.name:
+        return
+    try:
+        kind = identify_file(f"{case_id}.nii.gz")
+    except BratsInputError:
+        kind = "several sequences"
+    if kind is not None:
+        raise BratsInputError(f"--case-id {case_id}: reads as {kind} in a file name; name the case folder after it "
+                              f"(-o {output.parent / case_id}) or choose another id")
+
+
 def _check_registrations(to_t1c: dict, to_atlas, figures: dict[str, float], t1c: sitk.Image, atlas: sitk.Image,
-                         sources: dict[str, str], force: bool) -> None:
+                         sources: dict[str, str], force: bool, notes: list[str]) -> None:
     """Refuse (or, with ``force``, warn about) registrations whose result is not believable: transforms
     beyond patient motion or head sizes, or anatomy that does not overlap (:mod:`.qc`)."""
     problems = [f"{sequence} ({sources[sequence]}) -> T1Gd {why}" for sequence, registration in to_t1c.items()
@@ -162,13 +185,14 @@ def _check_registrations(to_t1c: dict, to_atlas, figures: dict[str, float], t1c:
     message = "registration failed its check: " + "; ".join(problems)
     if not force:
         raise BratsInputError(message + " (check the series chosen; --force keeps the result)")
-    warnings.warn(message + "; kept because of --force", BratsWarning, stacklevel=3)
+    _note(notes, message + "; kept because of --force")
 
 
-def _read_inputs(study, series: dict[str, str], say) -> tuple[dict[str, nib.Nifti1Image], dict[str, str], dict,
-                                                             Series | None]:
+def _read_inputs(study, series: dict[str, str], say, notes: list[str]
+                 ) -> tuple[dict[str, nib.Nifti1Image], dict[str, str], dict, list[Dataset] | None]:
     """The four native images (scanner geometry), where each came from, the record for preprocess.json, and
-    the T1Gd's DICOM series (None for NIfTI input)."""
+    the T1Gd images' DICOM headers (None for NIfTI input). A T1Gd series that a SEG cannot be put on is
+    a note, not an error: the case is still good for everything else."""
     if study is None:
         missing = [s for s in SEQUENCES if s not in series]
         if missing:
@@ -194,12 +218,17 @@ def _read_inputs(study, series: dict[str, str], say) -> tuple[dict[str, nib.Nift
     } for sequence, s in picked.items()}, "decisions": [
         {"SeriesNumber": d.series.number, "SeriesDescription": d.series.description, "taken_as": d.sequence,
          "why": d.reason} for d in decisions]}
-    return images, {sequence: s.label for sequence, s in picked.items()}, record, picked["T1Gd"]
+    headers = read_series_headers(picked["T1Gd"])
+    try:
+        source_slices(headers, images["T1Gd"].affine, images["T1Gd"].shape)
+    except BratsInputError as error:
+        _note(notes, f"no DICOM SEG can be made on the T1Gd series {picked['T1Gd'].label}: {error}")
+    return images, {sequence: s.label for sequence, s in picked.items()}, record, headers
 
 
 def _brain_mask(resampled: dict[str, np.ndarray], atlas: Atlas, reference: sitk.Image, to_atlas: sitk.Transform,
                 native_t1c: nib.Nifti1Image, skull_stripped: bool, given: str | os.PathLike | None,
-                extractor: BrainExtractorLike | None) -> tuple[np.ndarray, str]:
+                extractor: BrainExtractorLike | None, notes: list[str]) -> tuple[np.ndarray, str]:
     """The brain on the atlas grid, and where it came from."""
     spacing = np.linalg.norm(atlas.image.affine[:3, :3], axis=0)
     t1c = resampled["T1Gd"]
@@ -228,11 +257,16 @@ def _brain_mask(resampled: dict[str, np.ndarray], atlas: Atlas, reference: sitk.
             f"the inputs' own: they look skull-stripped (signal outside the brain {ratio:.1%} of inside)"
         return mask, how
     margin = max(1, round(ATLAS_MASK_MARGIN_MM / float(spacing.min())))
-    warnings.warn("no brain extraction given (--skull-stripped or --brain-mask): the atlas's brain, registered and "
-                  f"grown by {ATLAS_MASK_MARGIN_MM:g} mm, stands in for it; it is approximate", BratsWarning,
-                  stacklevel=3)
+    _note(notes, "no brain extraction given (--skull-stripped, --brain-mask or --brain-model): the atlas's brain, "
+          f"registered and grown by {ATLAS_MASK_MARGIN_MM:g} mm, stands in for it; it is approximate")
     return ndimage.binary_dilation(atlas.brain_mask, iterations=margin), \
         f"approximate: the atlas's brain grown by {ATLAS_MASK_MARGIN_MM:g} mm"
+
+
+def _note(notes: list[str], message: str) -> None:
+    """A warning for the user, kept in the result too (pages and threads cannot catch warnings reliably)."""
+    warnings.warn(message, BratsWarning, stacklevel=4)
+    notes.append(message)
 
 
 def _shell(mask: np.ndarray, spacing: np.ndarray, inner_mm: float, outer_mm: float) -> np.ndarray:
@@ -241,7 +275,7 @@ def _shell(mask: np.ndarray, spacing: np.ndarray, inner_mm: float, outer_mm: flo
 
 
 def _write_case(output: Path, case_id: str, atlas: Atlas, resampled: dict[str, np.ndarray], mask: np.ndarray,
-                native_t1c: nib.Nifti1Image, t1c_series: Series | None, to_t1c: dict, to_atlas, record: dict,
+                native_t1c: nib.Nifti1Image, t1c_headers: list[Dataset] | None, to_t1c: dict, to_atlas, record: dict,
                 seconds: dict[str, float], started: float) -> None:
     files.prepare_output_folder(output.parent, "cannot write the case here")
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
@@ -257,8 +291,8 @@ def _write_case(output: Path, case_id: str, atlas: Atlas, resampled: dict[str, n
         (extra / TRANSFORMS_FOLDER).mkdir(parents=True)
         nifti.save(nib.Nifti1Image(mask.astype(np.uint8), atlas.image.affine), extra / "brain_mask.nii.gz")
         nifti.save(native_t1c, extra / NATIVE_T1GD)
-        if t1c_series is not None:
-            keep_headers(t1c_series, extra / SOURCE_HEADERS_FOLDER)
+        if t1c_headers is not None:
+            keep_headers(t1c_headers, extra / SOURCE_HEADERS_FOLDER)
         picture = qc_picture({s: np.where(mask, resampled[s], 0) for s in SEQUENCES}, mask, atlas.image.affine)
         with files.atomic_path(staging / f"{case_id}_qc.png") as temporary:
             picture.save(temporary, format="PNG")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import Callable, Iterator
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -22,6 +23,8 @@ from brats_plugin.errors import BratsInputError
 
 #: Zip members larger than this are not read (a DICOM slice of a brain MRI is well below it).
 MAX_MEMBER_BYTES = 512 * 2**20
+#: A zip with more files than this is refused: a brain MRI study, perfusion included, holds far fewer.
+MAX_MEMBERS = 20000
 
 
 @dataclass(frozen=True)
@@ -83,14 +86,11 @@ def scan_study(study: str | os.PathLike, say: Callable[[str], None] | None = Non
     study = Path(study)
     if not study.exists():
         raise BratsInputError(f"{study}: no such folder or zip")
-    sources = _zip_members(study) if study.is_file() else _files_below(study)
     by_uid: dict[str, Series] = {}
     studies: dict[tuple[str, str], str] = {}  # (StudyInstanceUID, PatientID) -> a file of it
     skipped = 0
-    for source in sources:
-        try:
-            dataset = source.read(pixels=False)
-        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError):
+    for source, dataset in _headers(study):
+        if dataset is None:
             skipped += 1
             continue
         uid = str(dataset.get("SeriesInstanceUID", ""))
@@ -145,6 +145,29 @@ def is_dicom_study(path: str | os.PathLike) -> bool:
     return False
 
 
+def _headers(study: Path) -> Iterator[tuple[SourceFile, Dataset | None]]:
+    """Every file of a study folder or zip with its header (None for files that are not DICOM); a zip is
+    opened once for all its members."""
+    if study.is_dir():
+        for source in _files_below(study):
+            yield source, _header_or_none(lambda source=source: source.read(pixels=False))
+        return
+    sources = _zip_members(study)
+    with zipfile.ZipFile(study) as bundle:
+        for source in sources:
+            def read(source=source) -> Dataset:
+                with bundle.open(source.member) as stream:
+                    return pydicom.dcmread(stream, stop_before_pixels=True)
+            yield source, _header_or_none(read)
+
+
+def _header_or_none(read: Callable[[], Dataset]) -> Dataset | None:
+    try:
+        return read()
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error):
+        return None  # not DICOM, or damaged: counted as another file
+
+
 def _files_below(folder: Path) -> list[SourceFile]:
     return [SourceFile(path) for path in sorted(folder.rglob("*")) if path.is_file() and not path.name.startswith(".")]
 
@@ -155,6 +178,8 @@ def _zip_members(archive: Path) -> list[SourceFile]:
             members = bundle.infolist()
     except (zipfile.BadZipFile, OSError) as error:
         raise BratsInputError(f"{archive}: not a study folder or a readable zip ({error})") from None
+    if len(members) > MAX_MEMBERS:
+        raise BratsInputError(f"{archive}: holds {len(members)} files, more than the {MAX_MEMBERS} of a study")
     sources = []
     for member in members:
         name = PurePosixPath(member.filename)

@@ -27,6 +27,8 @@ from brats_plugin.preprocess.series import Series
 ORIENTATION_TOLERANCE = 1e-4
 #: Slice spacing is regular when every gap is within this fraction of the mean gap.
 SPACING_TOLERANCE = 0.01
+#: Slices lie on one line when every coordinate of every position is within this of it (mm).
+POSITION_TOLERANCE_MM = 0.1
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def _stack(slices: list[_Slice], series: Series) -> nib.Nifti1Image:
                                   f"{gaps.max():.2f} mm): a slice is missing")
         step = (slices[-1].position - slices[0].position) / (len(slices) - 1)
         in_plane = slices[0].position + np.outer(np.arange(len(slices)), step)
-        if np.abs(np.array([s.position for s in slices]) - in_plane).max() > 0.1:
+        if np.abs(np.array([s.position for s in slices]) - in_plane).max() > POSITION_TOLERANCE_MM:
             raise BratsInputError(f"series {series.label}: slice positions do not lie on one line")
     else:
         step = normal * 1.0

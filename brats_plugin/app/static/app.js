@@ -7,7 +7,7 @@
   async function json(url, options) {
     const response = await fetch(url, options);
     const body = await response.json().catch(() => ({ error: response.statusText }));
-    if (!response.ok) throw new Error(body.error || response.statusText);
+    if (!response.ok) throw Object.assign(new Error(body.error || response.statusText), { body });
     return body;
   }
 
@@ -37,8 +37,11 @@
     const input = document.getElementById("files");
     const table = document.querySelector("#file-table tbody");
     const error = document.getElementById("upload-error");
+    const seriesTable = document.getElementById("series-table");
     input.addEventListener("change", async () => {
       table.replaceChildren();
+      seriesTable.hidden = true;
+      seriesTable.tBodies[0].replaceChildren();
       const names = Array.from(input.files, (f) => f.name);
       if (!names.length) return;
       // the server recognises sequences by name and says which ones there are
@@ -48,7 +51,10 @@
       names.forEach((name, i) => {
         const row = table.insertRow();
         row.insertCell().textContent = name;
-        if (name.toLowerCase().endsWith(".zip")) { row.insertCell().textContent = "case zip"; return; }
+        if (name.toLowerCase().endsWith(".zip")) {
+          row.insertCell().textContent = "zip: a case, or a scanner study (DICOM)";
+          return;
+        }
         const select = document.createElement("select");
         select.className = "sequence";
         select.append(new Option("choose…", ""), ...choices.map((s) => new Option(s, s)));
@@ -65,11 +71,20 @@
       selects.forEach((select) => form.append("sequence", select.value));
       const caseId = document.getElementById("case-id").value.trim();
       if (caseId) form.append("case_id", caseId);
+      // a study's series, as corrected in the series table: the series taken for each sequence
+      const taken = Array.from(seriesTable.querySelectorAll("select.taken-as")).filter((select) => select.value);
+      const doubled = taken.map((select) => select.value).filter((value, i, all) => all.indexOf(value) !== i);
+      if (doubled.length) {
+        error.textContent = `several series are taken as ${doubled[0]}: choose one`;
+        return;
+      }
+      taken.forEach((select) => form.append(`series_${select.value}`, select.dataset.uid));
       try {
         const job = await json("/api/jobs", { method: "POST", body: form });
         window.location.assign(job.page_url);
       } catch (failure) {
         error.textContent = failure.message;
+        if (failure.body && failure.body.series) showSeries(seriesTable, failure.body);
       }
     });
     const { id } = await json("/api/preview");
@@ -81,6 +96,26 @@
     } else {
       label.textContent = `the preview could not be made: ${last.error}`;
     }
+  }
+
+  // The series of an uploaded study, each with what it was taken for (correctable) and why.
+  function showSeries(seriesTable, { series, choices }) {
+    const body = seriesTable.tBodies[0];
+    body.replaceChildren();
+    for (const item of series) {
+      const row = body.insertRow();
+      row.insertCell().textContent = item.number ?? "-";
+      row.insertCell().textContent = item.description || "";
+      row.insertCell().textContent = item.images;
+      const select = document.createElement("select");
+      select.className = "taken-as";
+      select.dataset.uid = item.uid;
+      select.append(new Option("not used", ""), ...choices.map((s) => new Option(s, s)));
+      select.value = choices.includes(item.taken_as) ? item.taken_as : "";
+      row.insertCell().append(select);
+      row.insertCell().textContent = item.why;
+    }
+    seriesTable.hidden = false;
   }
 
   // ---- job page -----------------------------------------------------------------------------------
@@ -96,6 +131,11 @@
     if (last.state === "failed") {
       document.getElementById("job-error").textContent = last.error;
       return;
+    }
+    const about = document.getElementById("job-about");
+    if (last.space === "native T1Gd") about.textContent = "Shown on the study's own T1Gd; volumes measured there.";
+    for (const note of last.notes || []) {
+      about.insertAdjacentElement("afterend", document.createElement("p")).textContent = `note: ${note}`;
     }
     const list = document.getElementById("downloads");
     for (const [name, url] of Object.entries(last.downloads)) {
