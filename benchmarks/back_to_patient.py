@@ -84,9 +84,10 @@ def main() -> None:
         dice = {}
         for region in RELEASE.regions:
             a, b = np.isin(found, region.labels), np.isin(np.asarray(expected.dataobj), region.labels)
-            dice[region.abbreviation] = 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
+            dice[region.abbreviation] = (f"Dice {2 * (a & b).sum() / (a.sum() + b.sum()):.3f}, volume "
+                                         f"{a.sum() / b.sum() - 1:+.1%}" if b.any() else "none in this case")
         print("native mask against the segmentation where the scanner saw it (through atlas space and back): "
-              + ", ".join(f"{k} Dice {v:.3f}" for k, v in dice.items()))
+              + "; ".join(f"{k} {v}" for k, v in dice.items()))
 
 
 def _onto_atlas(native: nib.Nifti1Image, case_folder: Path) -> nib.Nifti1Image:

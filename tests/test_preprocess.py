@@ -223,6 +223,15 @@ def test_skull_stripped_inputs_are_detected_and_nifti_inputs_work(phantom, tmp_p
     truth_brain = case.images["T1Gd"] > 0
     assert 2 * (brain & truth_brain).sum() / (brain.sum() + truth_brain.sum()) > 0.9
 
+    # no original DICOM series to put a SEG on: the DICOM export stays on the atlas grid, and says so
+    nib.save(nib.Nifti1Image(case.labels.astype(np.uint8), case.affine), tmp_path / "mask.nii.gz")
+    completed = subprocess.run(BRATS + ["export", str(tmp_path / "cases" / "P2"), str(tmp_path / "mask.nii.gz"), "-o",
+                                        str(tmp_path / "out"), "--format", "dicom", "--release", "2021"],
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr
+    assert "preprocessed from NIfTI files, so no original DICOM series to put a SEG on" in completed.stderr
+    assert (tmp_path / "out" / "P2_dicom" / "MR_T1Gd").is_dir() and (tmp_path / "out" / "P2_dicom" / "SEG").is_dir()
+
 
 def test_a_given_brain_mask_is_carried_onto_the_atlas_grid(phantom, tmp_path):
     case, atlas, _ = phantom

@@ -62,6 +62,8 @@ _STUDY_KEYWORDS = ("SpecificCharacterSet", "PatientName", "PatientID", "IssuerOf
 _REQUIRED_EMPTY = {"PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
                    "ReferringPhysicianName", "StudyID", "AccessionNumber"}
 _SERIES_NUMBER_SR = 101
+#: The device that observes in every report: one UID per version of this software.
+DEVICE_OBSERVER_UID = generate_uid(entropy_srcs=["brats_plugin device observer", __version__])
 #: Unit of every volume in the report (UCUM).
 MILLILITRE = Code("mL", "UCUM", "milliliter")
 #: Finding type of each region: the whole and core tumour are neoplasm, the enhancing region a lesion.
@@ -142,7 +144,7 @@ def measurement_report(seg: hd.seg.Segmentation, headers: list[Dataset], release
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(), name="brats_plugin", manufacturer_name="brats_plugin", model_name=__version__))
+            uid=DEVICE_OBSERVER_UID, name="brats_plugin", manufacturer_name="brats_plugin", model_name=__version__))
     content = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
         procedure_reported=codes.LN.BrainMRI,
