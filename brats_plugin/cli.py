@@ -368,10 +368,13 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "export", help="DICOM (MR series + SEG), HTML viewer, PNG montage, GIF of a case and its mask",
         description="Write exports of a case folder (four sequences) and a label mask on its grid into OUT: "
-                    "<case>_dicom/ (four MR series and a DICOM SEG; send them with 'brats send'), "
-                    "<case>_viewer.html (self-contained slice viewer), <case>_montage.png, <case>.gif.",
+                    "<case>_dicom/ (four MR series and a DICOM SEG; send them with 'brats send'; for a case that "
+                    "'brats preprocess' made from a DICOM study: a SEG on its original T1Gd series and an SR of the "
+                    "native volumes, in that study), <case>_viewer.html (self-contained slice viewer), "
+                    "<case>_montage.png, <case>.gif.",
         epilog="example:\n  brats export BraTS2021_00000/ predictions/BraTS2021_00000.nii.gz -o exports/\n"
-               "  brats export case/ mask.nii.gz -o out/ --format dicom --patient-id 12345 --patient-name 'Doe^Jane'",
+               "  brats export case/ mask.nii.gz -o out/ --format dicom --patient-id 12345 --patient-name 'Doe^Jane'\n"
+               "  brats export cases/patient1/ predictions/patient1.nii.gz -o out/ --format dicom   # into its study",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("case", metavar="CASE", help="case folder with the four sequences")
     parser.add_argument("mask", metavar="MASK", help="label mask (NIfTI) on the T1 image's grid")
