@@ -54,6 +54,7 @@ benchmarks: install
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/back_to_patient.py
+	$(BIN)/python benchmarks/atlas_stage.py
 	$(BIN)/python benchmarks/registration_libraries.py
 
 clean:
