@@ -233,11 +233,15 @@ def test_write_study_dicom_writes_seg_and_sr_or_nothing(preprocessed, tmp_path):
     native = preprocessed.native
     t1c = np.asarray(nib.load(preprocessed.case / "preprocessing" / "native_t1ce.nii.gz").dataobj, np.float32)
     study = OriginalStudy(headers, native, measure_volumes(np.asarray(native.dataobj), RELEASE, native.affine), t1c,
-                          preprocessed.case)
+                          preprocessed.case, frozenset(range(1, 8)))
     written = write_study_dicom(study, RELEASE, tmp_path / "dicom")
     assert [p.relative_to(tmp_path / "dicom").as_posix() for p in written] == ["SEG/seg.dcm", "SR/sr.dcm"]
     with pytest.raises(BratsInputError, match="not empty"):
         write_study_dicom(study, RELEASE, tmp_path / "dicom")
+    assert [pydicom.dcmread(p).SeriesNumber for p in written] == [100, 101]  # above the study's 1-7
+    crowded = replace(study, taken_series_numbers=frozenset({100, 101, 250}))  # a study that already has them
+    written = write_study_dicom(crowded, RELEASE, tmp_path / "crowded", secondary_capture=True)
+    assert sorted({pydicom.dcmread(p, stop_before_pixels=True).SeriesNumber for p in written}) == [251, 252, 253]
     wrong_grid = OriginalStudy(headers[:-1], native, study.volumes, t1c, preprocessed.case)
     with pytest.raises(BratsInputError, match="do not belong"):
         write_study_dicom(wrong_grid, RELEASE, tmp_path / "other")

@@ -21,6 +21,7 @@ from brats_plugin.cases import Case, check_release_labels, labels_present, read_
 from brats_plugin.errors import BratsInputError
 from brats_plugin.geometry import voxel_spacing
 from brats_plugin.preprocess.native import image_to_native, labels_to_native, way_back
+from brats_plugin.preprocess.pipeline import study_series_numbers
 from brats_plugin.preprocess.source_headers import read_headers
 from brats_plugin.release_choice import resolve_release
 from brats_plugin.releases import SEQUENCES, Release
@@ -36,6 +37,7 @@ class OriginalStudy:
     volumes: Volumes  # of ``labels``: the clinical figures
     t1c: np.ndarray  # float32 voxels of the T1Gd as acquired, on the same grid
     folder: Path  # the preprocessed case folder (its transforms carry the other sequences there)
+    taken_series_numbers: frozenset[int] = frozenset()  # the study's own series: new ones number above them
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def load_export_case(case: Case, mask: str | os.PathLike, release: str | Release
         native_labels = np.asarray(native.dataobj, dtype=np.uint8)
         native_t1c = np.asarray(nifti.read_array(way_back(case.folder)[0]), dtype=np.float32)
         study = OriginalStudy(headers, native, measure_volumes(native_labels, release, native.affine), native_t1c,
-                              case.folder)
+                              case.folder, frozenset(study_series_numbers(case.folder)))
     return ExportCase(case.case_id, reference, dict(zip(SEQUENCES, voxels)), labels, release,
                       measure_volumes(labels, release, reference.affine), way_back(case.folder) is not None, study)
 

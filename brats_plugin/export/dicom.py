@@ -355,7 +355,8 @@ def _segmentation(case: ExportCase, t1_slices: list[Dataset], study: Dataset) ->
 
 
 def tumour_segmentation(source_images: list[Dataset], frames: np.ndarray, release: Release, *,
-                        manufacturer: str = "brats_plugin", model_name: str = "brats_plugin") -> hd.seg.Segmentation:
+                        manufacturer: str = "brats_plugin", model_name: str = "brats_plugin",
+                        series_number: int = _SERIES_NUMBER_SEG) -> hd.seg.Segmentation:
     """A BINARY DICOM SEG of release labels on ``source_images``, one segment per release label.
 
     ``frames``: the labels as (frame, row, column), one frame per source image (or per frame of one
@@ -381,7 +382,7 @@ def tumour_segmentation(source_images: list[Dataset], frames: np.ndarray, releas
     numbers = segment_of_value[frames]
     return hd.seg.Segmentation(
         source_images=source_images, pixel_array=numbers, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=segments, series_instance_uid=generate_uid(), series_number=_SERIES_NUMBER_SEG,
+        segment_descriptions=segments, series_instance_uid=generate_uid(), series_number=series_number,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer=manufacturer,
         manufacturer_model_name=model_name, software_versions=__version__,
         device_serial_number="none", content_label="BRATS",
@@ -398,10 +399,11 @@ def segment_number(release: Release, value: int) -> int:
 # ---- secondary capture -----------------------------------------------------------------------------------
 
 def overlay_series(grey: np.ndarray, labels: np.ndarray, release: Release, study: Dataset,
-                   geometry: SliceGeometry, sequence: str = OVERLAY_SEQUENCE) -> list[Dataset]:
+                   geometry: SliceGeometry, sequence: str = OVERLAY_SEQUENCE,
+                   series_number: int = _SERIES_NUMBER_SC) -> list[Dataset]:
     """RGB Secondary Capture slices of ``grey`` (x, y, z; the ``sequence``) with ``labels`` blended in,
     marked not for diagnosis; patient and study attributes from ``study``, one per slice of ``geometry``."""
-    template = _series_dataset(study, SecondaryCaptureImageStorage, "OT", _SERIES_NUMBER_SC,
+    template = _series_dataset(study, SecondaryCaptureImageStorage, "OT", series_number,
                                f"Tumour overlay on {sequence} - {NOT_FOR_DIAGNOSIS}")
     for keyword in ("FrameOfReferenceUID", "PositionReferenceIndicator"):
         if keyword in template:

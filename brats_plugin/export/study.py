@@ -61,7 +61,8 @@ _STUDY_KEYWORDS = ("SpecificCharacterSet", "PatientName", "PatientID", "IssuerOf
                    "StudyDescription")
 _REQUIRED_EMPTY = {"PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
                    "ReferringPhysicianName", "StudyID", "AccessionNumber"}
-_SERIES_NUMBER_SR = 101
+#: The SEG's series number unless the study's own series reach it; the SR and overlay series follow it.
+FIRST_SERIES_NUMBER = 100
 #: The device that observes in every report: one UID per version of this software.
 DEVICE_OBSERVER_UID = generate_uid(entropy_srcs=["brats_plugin device observer", __version__])
 #: Unit of every volume in the report (UCUM).
@@ -76,9 +77,10 @@ def write_study_dicom(study: OriginalStudy, release: Release, folder: str | os.P
     ``folder``, complete or not at all; return their paths."""
     folder = check_export_folder(folder, overwrite)
     sources, frames = frames_on_source(study.headers, study.labels)
+    first = max(FIRST_SERIES_NUMBER, max(study.taken_series_numbers, default=0) + 1)  # SEG, SR, SC
     try:
-        seg = tumour_segmentation(sources, frames, release)
-        report = measurement_report(seg, study.headers, release, study.volumes)
+        seg = tumour_segmentation(sources, frames, release, series_number=first)
+        report = measurement_report(seg, study.headers, release, study.volumes, series_number=first + 1)
     except (ValueError, TypeError, AttributeError, KeyError) as error:  # highdicom's checks of the headers
         raise BratsInputError(f"the T1Gd headers (series {sources[0].get('SeriesNumber', '?')}): a SEG and SR "
                               f"cannot be built on them ({type(error).__name__}: {str(error)[:160]})") from None
@@ -89,7 +91,7 @@ def write_study_dicom(study: OriginalStudy, release: Release, folder: str | os.P
             labels = np.asarray(study.labels.dataobj, dtype=np.uint8)
             geometry = SliceGeometry.from_affine(study.labels.affine, labels.shape)
             overlay = overlay_series(study.t1c, labels, release, _study_attributes(study.headers[0]), geometry,
-                                     sequence="T1Gd")
+                                     sequence="T1Gd", series_number=first + 2)
             written += save_series(overlay, temporary / SC_FOLDER)
         files.replace_folder(temporary, folder)
     return [folder / path.relative_to(temporary) for path in written]
@@ -123,7 +125,7 @@ def frames_on_source(headers: list[Dataset], labels: nib.Nifti1Image) -> tuple[l
 # ---- the measurement report ------------------------------------------------------------------------------
 
 def measurement_report(seg: hd.seg.Segmentation, headers: list[Dataset], release: Release,
-                       volumes: Volumes) -> hd.sr.Comprehensive3DSR:
+                       volumes: Volumes, *, series_number: int) -> hd.sr.Comprehensive3DSR:
     """A TID 1500 report of ``volumes``: one group per label (referencing its segment), one per region."""
     algorithm = hd.sr.AlgorithmIdentification(name="brats_plugin", version=__version__)
     source_series = hd.sr.SourceSeriesForSegmentation(headers[0].SeriesInstanceUID)
@@ -150,7 +152,7 @@ def measurement_report(seg: hd.seg.Segmentation, headers: list[Dataset], release
         procedure_reported=codes.LN.BrainMRI,
         imaging_measurements=groups, title=codes.DCM.ImagingMeasurementReport)
     return hd.sr.Comprehensive3DSR(
-        evidence=[seg, *headers], content=content, series_instance_uid=generate_uid(), series_number=_SERIES_NUMBER_SR,
+        evidence=[seg, *headers], content=content, series_instance_uid=generate_uid(), series_number=series_number,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer="brats_plugin",
         series_description=f"Tumour volumes ({release.title})"[:64])
 

@@ -60,6 +60,8 @@ from brats_plugin.preprocess.volume import read_series
 from brats_plugin.releases import SEQUENCES
 from brats_plugin.version import __version__
 
+#: The record of a preprocessing, inside ``CASE_DIR/preprocessing/``.
+PREPROCESS_RECORD = "preprocess.json"
 #: BraTS 2021 file tokens, so that every command reads the output as it is.
 OUTPUT_TOKENS = dict(zip(SEQUENCES, ("t1", "t1ce", "t2", "flair")))
 #: The atlas's brain mask grown by this much when it stands in for a real brain extraction.
@@ -304,8 +306,18 @@ def _write_case(output: Path, case_id: str, atlas: Atlas, resampled: dict[str, n
         record["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
         record["transforms"] = {"convention": "ITK: each maps points of the first-named space's grid into the "
                                               "other's (x_t1 = T(x_t1ce), x_t1ce = T(x_atlas)), LPS millimetres"}
-        files.write_bytes_atomic((json.dumps(record, indent=2) + "\n").encode(), extra / "preprocess.json")
+        files.write_bytes_atomic((json.dumps(record, indent=2) + "\n").encode(), extra / PREPROCESS_RECORD)
         files.replace_folder(staging, output)
+
+
+def study_series_numbers(case_folder: str | os.PathLike) -> set[int]:
+    """The SeriesNumber of every series of the DICOM study a case was preprocessed from (from its record;
+    empty for NIfTI input or a record that cannot be read): numbers that new series must not take."""
+    try:
+        record = json.loads((Path(case_folder) / AUXILIARY_FOLDER / PREPROCESS_RECORD).read_text())
+        return {int(d["SeriesNumber"]) for d in record.get("decisions", []) if d.get("SeriesNumber") is not None}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return set()
 
 
 def _lap(started: float, seconds: dict[str, float]) -> float:
