@@ -20,7 +20,7 @@ from brats_plugin import nifti
 from brats_plugin.cases import Case, check_release_labels, labels_present, read_case_voxels, read_mask
 from brats_plugin.errors import BratsInputError
 from brats_plugin.geometry import voxel_spacing
-from brats_plugin.preprocess.native import image_to_native, labels_to_native, way_back
+from brats_plugin.preprocess.native import images_to_native, labels_to_native, way_back
 from brats_plugin.preprocess.pipeline import study_series_numbers
 from brats_plugin.preprocess.source_headers import read_headers
 from brats_plugin.release_choice import resolve_release
@@ -108,8 +108,8 @@ def on_native_grid(case: ExportCase) -> ExportCase:
     study = case.study
     if study is None:
         raise BratsInputError(f"{case.case_id}: not preprocessed from a DICOM study, no native grid to show")
-    images = {sequence: study.t1c if sequence == "T1Gd" else image_to_native(case.images[sequence], case.affine,
-                                                                             study.folder) for sequence in SEQUENCES}
+    carried = images_to_native({s: case.images[s] for s in SEQUENCES if s != "T1Gd"}, case.affine, study.folder)
+    images = {sequence: study.t1c if sequence == "T1Gd" else carried[sequence] for sequence in SEQUENCES}
     labels = np.asarray(study.labels.dataobj, dtype=np.uint8)
     return ExportCase(case.case_id, nib.Nifti1Image(study.t1c, study.labels.affine), images, labels, case.release,
                       study.volumes)

@@ -38,18 +38,9 @@ class ExportRequest:
     secondary_capture: bool = False
 
     def check_for_study(self) -> None:
-        """Refuse DICOM options that a scanner study's SEG and SR cannot take: they keep the study's own
-        patient and study attributes."""
-        if "dicom" not in self.formats:
-            return
-        given = [flag for flag, value in (
-            ("--patient-id", self.patient and self.patient.patient_id is not None),
-            ("--patient-name", self.patient and self.patient.patient_name is not None),
-            ("--study-description", self.patient and self.patient.study_description is not None),
-            ("--accession", self.patient and self.patient.accession_number)) if value]
-        if given:
-            raise BratsInputError(f"{' '.join(given)}: not for a scanner study, whose SEG and SR go into the study as "
-                                  "it is, with its own patient and study attributes")
+        """Refuse DICOM options that a scanner study's SEG and SR cannot take (:func:`check_study_patient`)."""
+        if "dicom" in self.formats:
+            check_study_patient(self.patient)
 
     def paths(self, folder: str | os.PathLike, case_id: str) -> list[Path]:
         return [export_path(folder, case_id, name) for name in self.formats]
@@ -57,6 +48,18 @@ class ExportRequest:
     def write(self, case: ExportCase, folder: str | os.PathLike) -> dict[str, Path]:
         return write_exports(case, folder, self.formats, patient=self.patient,
                              secondary_capture=self.secondary_capture)
+
+
+def check_study_patient(patient: DicomPatient | None) -> None:
+    """Refuse patient options for a scanner study: its SEG and SR keep the study's own patient and study."""
+    given = [flag for flag, value in (
+        ("--patient-id", patient and patient.patient_id is not None),
+        ("--patient-name", patient and patient.patient_name is not None),
+        ("--study-description", patient and patient.study_description is not None),
+        ("--accession", patient and patient.accession_number)) if value]
+    if given:
+        raise BratsInputError(f"{' '.join(given)}: not for a scanner study, whose SEG and SR go into the study as "
+                              "it is, with its own patient and study attributes")
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -105,7 +108,7 @@ def write_exports(case: ExportCase, folder: str | os.PathLike, formats: tuple[st
 def _write_dicom(case: ExportCase, folder: Path, patient: DicomPatient | None, secondary_capture: bool) -> None:
     if case.study is not None:
         from brats_plugin.export.study import write_study_dicom  # highdicom: imported when asked for
-        ExportRequest(("dicom",), patient, secondary_capture).check_for_study()
+        check_study_patient(patient)
         write_study_dicom(case.study, case.release, folder, secondary_capture=secondary_capture, overwrite=True)
         return
     from brats_plugin.export.dicom import write_dicom

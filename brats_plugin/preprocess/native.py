@@ -53,13 +53,15 @@ def labels_to_native(labels: np.ndarray, affine: np.ndarray, case_folder: str | 
     return nifti.like(result, native, np.uint8)
 
 
-def image_to_native(voxels: np.ndarray, affine: np.ndarray, case_folder: str | os.PathLike) -> np.ndarray:
-    """An image on the atlas grid ``affine`` resampled (linearly) onto the native T1Gd grid: float32, 0
+def images_to_native(images: dict[str, np.ndarray], affine: np.ndarray,
+                     case_folder: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Images on the atlas grid ``affine`` resampled (linearly) onto the native T1Gd grid: float32, 0
     outside the atlas grid. For display beside the native T1Gd (a second interpolation: not for analysis)."""
     native, t1c_to_atlas = _way_back_read(case_folder)
     reference = to_sitk(native, np.zeros(native.shape[:3], np.float32))
-    moving = to_sitk(nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), affine), voxels.astype(np.float32))
-    return np.nan_to_num(resample_onto(reference, moving, t1c_to_atlas, linear=True))
+    atlas_grid = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), affine)
+    return {name: np.nan_to_num(resample_onto(reference, to_sitk(atlas_grid, voxels.astype(np.float32)),
+                                              t1c_to_atlas, linear=True)) for name, voxels in images.items()}
 
 
 def _way_back_read(case_folder: str | os.PathLike) -> tuple[nib.Nifti1Image, sitk.Transform]:
