@@ -23,9 +23,8 @@ from brats_plugin import files, nifti
 from brats_plugin.app.jobs import Report
 from brats_plugin.cases import NATIVE_MASK_SUFFIX, Case, case_from_files, find_case
 from brats_plugin.errors import BratsInputError
-from brats_plugin.export.case import load_export_case, on_native_grid
-from brats_plugin.export.formats import export_path, write_exports
-from brats_plugin.export.images import display_volume
+from brats_plugin.export.case import load_export_case
+from brats_plugin.export.formats import display_of, export_path, write_exports
 from brats_plugin.export.viewer import PAYLOAD_MEDIA_TYPE, viewer_payload
 from brats_plugin.preprocess import preprocess
 from brats_plugin.preprocess.atlas import MNI152
@@ -81,7 +80,7 @@ class CaseProcessor:
             nifti.save(native, results / RESULT_FILES["native.nii.gz"][1])
         report("exporting", 0.8)
         export = load_export_case(case, mask, segmentation.release, native=native)
-        display = display_volume(on_native_grid(export) if export.study else export)  # a study: on its T1Gd
+        display = display_of(export)  # once, for the viewer data and the exports' pictures
         files.write_bytes_atomic(viewer_payload(display), results / RESULT_FILES["viewer-data"][1])
         written = write_exports(export, results, JOB_EXPORTS, display=display, stem=RESULT_STEM)
         try:

@@ -90,8 +90,8 @@ def write_exports(case: ExportCase, folder: str | os.PathLike, formats: tuple[st
     from brats_plugin.export import images
     from brats_plugin.export.viewer import write_viewer
 
-    if display is None and set(formats) & {"html", "png", "gif"}:  # a scanner study's: on its own T1Gd
-        display = images.display_volume(on_native_grid(case) if case.study else case)
+    if display is None and set(formats) & {"html", "png", "gif"}:
+        display = display_of(case)
     writers = {
         "html": lambda path: write_viewer(display, path),
         "png": lambda path: images.write_montage(display, path),
@@ -103,6 +103,13 @@ def write_exports(case: ExportCase, folder: str | os.PathLike, formats: tuple[st
         written[name] = export_path(folder, stem or case.case_id, name)
         writers[name](written[name])
     return written
+
+
+def display_of(case: ExportCase) -> DisplayVolume:
+    """What the viewer and pictures show of a case: a scanner study's on its own T1Gd, with the native
+    labels and volumes (like its SR); any other case as it is."""
+    from brats_plugin.export.images import display_volume
+    return display_volume(on_native_grid(case) if case.study else case)
 
 
 def _write_dicom(case: ExportCase, folder: Path, patient: DicomPatient | None, secondary_capture: bool) -> None:
