@@ -51,6 +51,7 @@ benchmarks: install
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/predict.py
 	$(BIN)/python benchmarks/evaluate.py
+	$(BIN)/python benchmarks/postprocess.py
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/back_to_patient.py

@@ -272,6 +272,9 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--part-id", type=int, default=0, help="... and segment this one (0-based)")
     parser.add_argument("--skip-existing", action="store_true", help="skip cases whose outputs exist (resume)")
     parser.add_argument("-j", "--threads", type=int, default=None, help="CPU threads (default: torch's, all cores)")
+    parser.add_argument("--no-postprocessing", dest="postprocessing", action="store_false",
+                        help="do not apply the model's post-processing rules (brats_postprocessing.json, made by "
+                             "brats postprocess tune; applied by default when the model has them)")
     parser.add_argument("--export", metavar="FORMATS", help="also write exports of each case beside its mask: "
                                                             "comma-separated dicom, html, png, gif (see brats export)")
     _add_export_options(parser)
@@ -302,12 +305,15 @@ def _run_predict(args: argparse.Namespace) -> None:
     if args.tiling:
         settings["tiling"] = args.tiling
     segmenter = Segmenter(args.model, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
-                          step_size=args.step_size, release=args.release, threads=args.threads, **settings)
+                          step_size=args.step_size, release=args.release, threads=args.threads,
+                          postprocessing=args.postprocessing, **settings)
     if study:  # after the model is loaded: a wrong model is refused before minutes of preprocessing
         cases = [_preprocessed_case(args)]
         check_inputs(cases, args.output)
     print(f"{len(cases)} case(s), model {segmenter.model.folder.name} folds {' '.join(segmenter.model.folds)}, "
           f"{segmenter.device}, output labels BraTS {segmenter.release.key}", flush=True)
+    for line in segmenter.postprocessing_summary():
+        print(line, flush=True)
     run = predict_cases(cases, args.output, segmenter, probabilities=args.probabilities,
                         skip_existing=args.skip_existing, progress=sys.stderr.isatty(), exports=exports)
     skipped = f", {len(run.skipped)} skipped (outputs existed)" if run.skipped else ""
@@ -562,6 +568,65 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {', '.join(str(path) for path in result.report.values())}")
 
 
+def _add_postprocess(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "postprocess", help="tune post-processing rules on a model's cross-validation; apply them to masks",
+        description="BraTS post-processing learned from cross-validation: the enhancing-tumour volume rule of "
+                    "nnU-Net's BraTS 2020 winner and a minimum component size per region (WT, TC, ET), kept only "
+                    "when they improve the release's ranking metric. 'tune' writes brats_postprocessing.json into "
+                    "the model folder; brats predict applies it by default.",
+        epilog="example:\n  brats postprocess tune $nnUNet_results/Dataset501_BraTS2021/"
+               "nnUNetTrainerGDL__nnUNetPlans__3d_fullres -j 2\n"
+               "  brats postprocess apply predictions/ -m MODEL -o predictions_postprocessed/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    steps = parser.add_subparsers(dest="step", metavar="STEP", required=True)
+    tune = steps.add_parser(
+        "tune", help="search the rules on fold_*/validation and write MODEL/brats_postprocessing.json",
+        description="Read the cross-validation predictions nnU-Net left in MODEL/fold_*/validation and the references "
+                    "of the model's raw dataset ($nnUNet_raw/DATASET/labelsTr), search the rules greedily, report "
+                    "the scores before and after per region and a split-half check (rules tuned on half the cases, "
+                    "scored on the other half), and write the rules into the model folder.",
+        epilog="example:\n  brats postprocess tune MODEL --folds 0 1 2 3 4 --metric auto -j 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tune.add_argument("model", metavar="MODEL", help="nnU-Net results folder (Trainer__Plans__configuration)")
+    tune.add_argument("--folds", nargs="+", help="cross-validation folds to read (default: every numbered fold)")
+    tune.add_argument("--metric", default="auto", help="auto (lesion-wise for 2023 and later releases, else legacy), "
+                                                       "legacy (Dice + HD95 of whole regions) or lesionwise")
+    tune.add_argument("--references", metavar="DIR", help="reference masks in nnU-Net labels (default: "
+                                                          "$nnUNet_raw/DATASET/labelsTr)")
+    tune.add_argument("-j", "--jobs", type=int, default=1, help="worker processes (default 1)")
+    tune.add_argument("--dry-run", action="store_true", help="report only: do not write the rules file")
+    tune.set_defaults(run=_run_postprocess_tune)
+    apply = steps.add_parser(
+        "apply", help="apply a model's rules to masks it predicted before",
+        description="Write every mask below PRED with the model's rules applied into OUT, under the same names.",
+        epilog="example:\n  brats postprocess apply predictions/ -m MODEL -o predictions_postprocessed/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    apply.add_argument("predictions", metavar="PRED", help="a mask or a folder of masks (e.g. brats predict's output)")
+    apply.add_argument("-m", "--model", metavar="MODEL", required=True, help="the model whose rules to apply "
+                                                                             "(results folder or zip)")
+    apply.add_argument("-o", "--output", metavar="OUT", required=True, help="output folder")
+    _add_release_option(apply, "BraTS release of the masks' labels (default: as each mask's brats predict report "
+                               "<case>.json records, else the model's)")
+    apply.set_defaults(run=_run_postprocess_apply)
+
+
+def _run_postprocess_tune(args: argparse.Namespace) -> None:
+    from brats_plugin.postprocessing import tune_model
+    result = tune_model(args.model, folds=args.folds, metric=args.metric, jobs=args.jobs,
+                        references=args.references, write=not args.dry_run, say=print)
+    print(result.table())
+    print(f"{result.seconds:.2f} s; " + (f"wrote {result.path}" if result.path else "nothing written (--dry-run)"))
+
+
+def _run_postprocess_apply(args: argparse.Namespace) -> None:
+    from brats_plugin.postprocessing import apply_to_folder
+    done = apply_to_folder(args.predictions, args.model, args.output, args.release)
+    for mask in done:
+        print(f"{mask.case_id}: {'; '.join(mask.changes) or 'unchanged'}")
+    print(f"wrote {len(done)} mask(s) into {args.output}")
+
+
 # ---- entry point ------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -581,6 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_app(commands)
     _add_send(commands)
     _add_evaluate(commands)
+    _add_postprocess(commands)
     _add_preprocess(commands)
     return parser
 

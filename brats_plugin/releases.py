@@ -132,6 +132,13 @@ class Release:
                 return label
         raise KeyError(f"BraTS {self.key} has no label {value}")
 
+    def region(self, abbreviation: str) -> Region:
+        """The evaluation :class:`Region` with this abbreviation (``"WT"``, ``"TC"``, ``"ET"``)."""
+        for region in self.regions:
+            if region.abbreviation == abbreviation:
+                return region
+        raise KeyError(f"BraTS {self.key} has no region {abbreviation}")
+
     def label_of_tissue(self, tissue: str) -> Label | None:
         """The label standing for a tissue kind (see :attr:`Label.tissue`), or None if the release has none."""
         return next((label for label in self.labels if label.tissue == tissue), None)

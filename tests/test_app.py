@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -24,7 +25,8 @@ from brats_plugin.app.jobs import JobStore
 from brats_plugin.app.service import build_app, check_host
 from brats_plugin.errors import BratsInputError
 from brats_plugin.inference import Segmenter
-from brats_plugin.releases import SEQUENCES
+from brats_plugin.postprocessing import RULES_FILE, PostprocessingRules
+from brats_plugin.releases import SEQUENCES, get_release
 
 pytestmark = pytest.mark.integration
 TOKEN = "s3cret-token-for-tests"
@@ -90,6 +92,26 @@ def test_upload_segment_and_download(app_client, segmenter, case_folders, tmp_pa
     assert sum(name.endswith(".dcm") for name in names) >= 4 * SMALL_SHAPE[2] + 1
     assert client.get(status["downloads"]["montage.png"]).content[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<html" in client.get(status["downloads"]["viewer.html"]).text.lower()
+
+
+def test_the_models_post_processing_shapes_the_served_mask_and_is_noted(trained_models, case_folders, tmp_path):
+    """A rule relabelling any enhancing tumour below 1 L as necrosis: the job's mask has none, its notes say so."""
+    model = tmp_path / "model"
+    shutil.copytree(trained_models["labels"], model)
+    rules = PostprocessingRules(enhancing_min_volume_mm3=1e6)
+    (model / RULES_FILE).write_text(json.dumps(rules.to_json(get_release("2023-MET"))))
+    ruled = Segmenter(model, device="cpu", mirroring=False)
+    with TestClient(base_url=LOCAL, app=build_app(ruled, tmp_path / "data")) as client:
+        answer = client.post("/api/jobs", files=upload_files(case_folders[0]))
+        assert answer.status_code == 202, answer.text
+        status = wait_done(client, answer.json()["id"])
+        assert status["state"] == "done", status
+        assert any(note.startswith("post-processing: ET ") and note.endswith("voxels -> necrosis")
+                   for note in status["notes"]), status
+        (tmp_path / "mask.nii.gz").write_bytes(client.get(status["downloads"]["mask.nii.gz"]).content)
+    served = np.asarray(nib.load(tmp_path / "mask.nii.gz").dataobj)
+    assert np.count_nonzero(served == 3) == 0 and np.count_nonzero(served == 1) > 0
+    assert status["volumes"]["regions"]["ET"]["mL"] == 0
 
 
 def test_zip_upload_and_sequence_choices(app_client, case_folders, tmp_path):

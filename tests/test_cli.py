@@ -10,7 +10,7 @@ from brats_plugin.cli import build_parser
 
 #: Every subcommand the README documents; one removed or renamed fails here.
 EXPECTED_COMMANDS = {"convert", "synth", "demo", "env", "train", "predict", "export", "app", "send", "evaluate",
-                     "preprocess"}
+                     "preprocess", "postprocess"}
 
 
 def _subcommands():

@@ -72,6 +72,7 @@ class CaseProcessor:
         report("segmenting", 0.4 if status.get("study") else 0.1)
         with self._lock:  # one network pass at a time: the model's buffers are not shared safely
             segmentation = self.segmenter.predict_case(case)
+        notes += [f"post-processing: {change}" for change in segmentation.postprocessing]
         results.mkdir(exist_ok=True)
         mask = results / RESULT_FILES["mask.nii.gz"][1]
         nifti.save(segmentation.to_image(), mask)

@@ -28,12 +28,18 @@ PREFERRED_CONFIGURATION = "3d_fullres"
 
 
 @dataclass(frozen=True)
-class TrainedModel:
-    """A located model folder with the folds and checkpoint chosen for prediction."""
+class ModelFolder:
+    """A located results folder and the two JSON files that describe its model."""
 
     folder: Path
     dataset_json: dict
     plans: dict
+
+
+@dataclass(frozen=True)
+class TrainedModel(ModelFolder):
+    """A located model folder with the folds and checkpoint chosen for prediction."""
+
     folds: tuple[str, ...]
     checkpoint_files: tuple[Path, ...]
 
@@ -50,9 +56,28 @@ def open_model(path: str | os.PathLike, folds: list[str] | None = None, checkpoi
     (``fold_0`` ... ``fold_4``, or ``fold_all`` when only that one exists). ``cache``: where zips are
     unpacked (default ``$XDG_CACHE_HOME/brats_plugin/models``).
     """
-    path = Path(path)
     if checkpoint not in CHECKPOINT_FILES:
         raise BratsInputError(f"--checkpoint {checkpoint}: choose one of {', '.join(CHECKPOINT_FILES)}")
+    located = locate_model(path, cache)
+    folder = located.folder
+    checkpoint_name = CHECKPOINT_FILES[checkpoint]
+    hint = f"is the training finished? try --checkpoint {'best' if checkpoint == 'final' else 'final'}"
+    chosen = list(folds) if folds else _trained_folds(folder, checkpoint_name, hint)
+    files = []
+    for fold in chosen:
+        fold_folder = folder / f"fold_{fold}"
+        if not fold_folder.is_dir():
+            trained = ", ".join(fold_names(folder)) or "none"
+            raise BratsInputError(f"{fold_folder}: fold {fold} is not trained in this model (trained: {trained})")
+        if not (fold_folder / checkpoint_name).is_file():
+            raise BratsInputError(f"{fold_folder / checkpoint_name}: missing checkpoint of fold {fold} ({hint})")
+        files.append(fold_folder / checkpoint_name)
+    return TrainedModel(folder, located.dataset_json, located.plans, tuple(chosen), tuple(files))
+
+
+def locate_model(path: str | os.PathLike, cache: str | os.PathLike | None = None) -> ModelFolder:
+    """The results folder a model path stands for (a zip is unpacked into ``cache``), with its JSON files."""
+    path = Path(path)
     if path.is_file():
         root = unpack_zip(path, Path(cache) if cache else default_cache())
     elif path.is_dir():
@@ -61,19 +86,7 @@ def open_model(path: str | os.PathLike, folds: list[str] | None = None, checkpoi
         raise BratsInputError(f"{path}: no such model folder or zip")
     folder = _find_results_folder(root, path)
     dataset_json, plans = (_read_json(folder / name) for name in ("dataset.json", "plans.json"))
-    checkpoint_name = CHECKPOINT_FILES[checkpoint]
-    hint = f"is the training finished? try --checkpoint {'best' if checkpoint == 'final' else 'final'}"
-    chosen = list(folds) if folds else _trained_folds(folder, checkpoint_name, hint)
-    files = []
-    for fold in chosen:
-        fold_folder = folder / f"fold_{fold}"
-        if not fold_folder.is_dir():
-            trained = ", ".join(_fold_names(folder)) or "none"
-            raise BratsInputError(f"{fold_folder}: fold {fold} is not trained in this model (trained: {trained})")
-        if not (fold_folder / checkpoint_name).is_file():
-            raise BratsInputError(f"{fold_folder / checkpoint_name}: missing checkpoint of fold {fold} ({hint})")
-        files.append(fold_folder / checkpoint_name)
-    return TrainedModel(folder, dataset_json, plans, tuple(chosen), tuple(files))
+    return ModelFolder(folder, dataset_json, plans)
 
 
 def default_cache() -> Path:
@@ -133,16 +146,17 @@ def _find_results_folder(root: Path, given: Path) -> Path:
 
 
 def _is_results_folder(folder: Path) -> bool:
-    return (folder / "plans.json").is_file() and (folder / "dataset.json").is_file() and bool(_fold_names(folder))
+    return (folder / "plans.json").is_file() and (folder / "dataset.json").is_file() and bool(fold_names(folder))
 
 
-def _fold_names(folder: Path) -> list[str]:
+def fold_names(folder: Path) -> list[str]:
+    """The names of a results folder's ``fold_*`` folders (``"0"``, ``"all"``...), sorted."""
     return sorted(p.name[len("fold_"):] for p in folder.glob("fold_*") if p.is_dir())
 
 
 def _trained_folds(folder: Path, checkpoint_name: str, hint: str) -> list[str]:
     """Folds with the checkpoint: the numbered ones, else ``all`` (nnU-Net's own choice)."""
-    done = [f for f in _fold_names(folder) if (folder / f"fold_{f}" / checkpoint_name).is_file()]
+    done = [f for f in fold_names(folder) if (folder / f"fold_{f}" / checkpoint_name).is_file()]
     numbered = [f for f in done if f != "all"]
     if numbered or done:
         return numbered or done

@@ -27,6 +27,7 @@ from brats_plugin.export.case import load_export_case
 from brats_plugin.export.formats import ExportRequest
 from brats_plugin.files import prepare_output_folder, write_bytes_atomic
 from brats_plugin.inference.segmenter import Segmentation, Segmenter
+from brats_plugin.postprocessing.rules import RULES_FILE
 from brats_plugin.preprocess.native import way_back
 from brats_plugin.version import __version__
 from brats_plugin.volumes import Volumes, write_volumes_csv
@@ -163,6 +164,11 @@ def _write_report(folder: Path, case: Case, segmentation: Segmentation, segmente
         "device": str(segmenter.device),
         "plugin_version": __version__,
     }
+    report["postprocessing"] = {
+        "rules": None if segmenter.rules is None else segmenter.rules.describe(),
+        "about": segmenter.postprocessing_summary()[0] if segmenter.rules is None else
+        f"the model's {RULES_FILE} (brats postprocess tune), applied on the atlas grid before any way back",
+        "changes": segmentation.postprocessing}
     if segmentation.channel_names:
         report["probability_channels"] = list(segmentation.channel_names)
     if segmentation.native is not None:

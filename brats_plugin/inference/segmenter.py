@@ -34,6 +34,7 @@ from brats_plugin.errors import BratsInputError, IncompatibleModelError
 from brats_plugin.inference.labels import label_map, model_release
 from brats_plugin.inference.model import TrainedModel, open_model
 from brats_plugin.inference.settings import TILINGS, WHOLE_BRAIN_BUDGET
+from brats_plugin.postprocessing.rules import RULES_FILE, PostprocessingRules, load_rules
 from brats_plugin.preprocess.native import labels_to_native, way_back
 from brats_plugin.releases import SEQUENCES, Release, get_release
 from brats_plugin.volumes import Volumes, measure_volumes
@@ -68,6 +69,7 @@ class Segmentation:
     probabilities: np.ndarray | None = None  # float32 (x, y, z, channel), when asked for
     channel_names: tuple[str, ...] = field(default_factory=tuple)
     native: NativeMask | None = None
+    postprocessing: list[str] = field(default_factory=list)  # what the model's rules changed in ``labels``
 
     @property
     def affine(self) -> np.ndarray:
@@ -105,11 +107,14 @@ class Segmenter:
         tiling: ``"nnunet"`` (planned patches, overlapping) or ``"whole"`` (one pass over the cropped brain).
         release: release (key) of the output labels; None: the model's own release (2021 if unrecorded).
         threads: CPU threads for the network; None leaves torch's setting.
+        postprocessing: apply the model's post-processing rules (``brats_postprocessing.json`` in its
+            folder, made by ``brats postprocess tune``) when it has them.
     """
 
     def __init__(self, model: str | os.PathLike, *, folds: list[str] | None = None, checkpoint: str = "final",
                  device: str | torch.device = "auto", mirroring: bool = True, step_size: float = 0.5,
-                 tiling: str = "nnunet", release: str | None = None, threads: int | None = None):
+                 tiling: str = "nnunet", release: str | None = None, threads: int | None = None,
+                 postprocessing: bool = True):
         if not 0 < step_size <= 1:
             raise BratsInputError(f"--step-size {step_size}: must be in (0, 1]")
         if tiling not in TILINGS:
@@ -121,6 +126,8 @@ class Segmenter:
         self.release = get_release(release) if release else self.trained_release
         self._label_map = label_map(self.trained_release, self.release)
         self._channels = input_channel_order(self.model.dataset_json, source)
+        self.rules: PostprocessingRules | None = load_rules(self.model.folder) if postprocessing else None
+        self._postprocessing_asked = postprocessing
         if threads:
             torch.set_num_threads(threads)
         self._predictor = load_predictor(self.model, self.device, mirroring, step_size, tiling)
@@ -133,6 +140,14 @@ class Segmenter:
         if self._predictor.label_manager.has_regions:  # one channel per region, in dataset.json's order
             return tuple(name for name in labels if name != "background")
         return tuple(sorted(labels, key=labels.get))  # one channel per label value, background first
+
+    def postprocessing_summary(self) -> list[str]:
+        """Lines telling which post-processing rules predictions get (for a run's header)."""
+        if self.rules is None:
+            return [f"post-processing: none (the model has no {RULES_FILE})" if self._postprocessing_asked
+                    else "post-processing: off"]
+        return [f"post-processing: {line}" for line in self.rules.describe()] or [
+            "post-processing: no rule (tuning kept none)"]
 
     def predict_case(self, case: Case | str | os.PathLike, *, probabilities: bool = False) -> Segmentation:
         """Segment one case (a :class:`Case` or a case folder); validates its sequences first."""
@@ -148,6 +163,11 @@ class Segmenter:
         started = time.perf_counter()
         labels = self._label_map.apply(segmentation)
         seconds["export"] += _lap(started)
+        changes: list[str] = []
+        if self.rules is not None and not self.rules.empty:
+            started = time.perf_counter()
+            labels, changes = self.rules.apply(labels, self.release, reference.affine)
+            seconds["postprocessing"] = _lap(started)
         native = None
         if way_back(case.folder):
             started = time.perf_counter()
@@ -156,7 +176,7 @@ class Segmenter:
             seconds["native"] = _lap(started)
         return Segmentation(
             case.case_id, labels, reference, self.release, measure_volumes(labels, self.release, reference.affine),
-            seconds, channels, self.channel_names if probabilities else (), native,
+            seconds, channels, self.channel_names if probabilities else (), native, changes,
         )
 
 
