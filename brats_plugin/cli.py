@@ -571,8 +571,9 @@ def _run_evaluate(args: argparse.Namespace) -> None:
 def _add_postprocess(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "postprocess", help="tune post-processing rules on a model's cross-validation; apply them to masks",
-        description="BraTS post-processing learned from cross-validation: the enhancing-tumour volume rule of "
-                    "nnU-Net's BraTS 2020 winner and a minimum component size per region (WT, TC, ET), kept only "
+        description="BraTS post-processing learned from cross-validation: region probability thresholds (with "
+                    "nnU-Net's --npz probabilities), the enhancing-tumour volume rule of nnU-Net's BraTS 2020 "
+                    "winner and a minimum component size per region (WT, TC, ET), kept only "
                     "when they improve the release's ranking metric. 'tune' writes brats_postprocessing.json into "
                     "the model folder; brats predict applies it by default.",
         epilog="example:\n  brats postprocess tune $nnUNet_results/Dataset501_BraTS2021/"

@@ -91,3 +91,33 @@ def _in_release(labels: np.ndarray, nnunet: dict[str, int]) -> np.ndarray:
     table = np.zeros(4, np.uint8)
     table[1], table[2], table[3] = nnunet["edema"], nnunet["necrosis"], nnunet["enhancing"]
     return table[labels]
+
+
+def write_probabilities(cv: CrossValidation, *, regions: bool, missing: int = 0) -> None:
+    """nnU-Net's ``<case>.npz`` beside each validation prediction (channels first, axes reversed): the
+    predicted voxels sure (0.9), the reference's whole-tumour voxels the prediction missed at 0.4, the
+    rest unlikely (0.05). Region models get sigmoids per region, label models a softmax per nnU-Net label.
+    ``missing``: that many cases get no file."""
+    release = get_release(cv.release)
+    predictions = sorted(cv.model.glob("fold_*/validation/*.nii.gz"))
+    for index, path in enumerate(predictions):
+        if index < missing:
+            continue
+        predicted = np.asarray(nib.load(path).dataobj)
+        referenced = np.asarray(nib.load(cv.references / path.name).dataobj)
+        missed = (referenced != 0) & (predicted == 0)
+        if regions:
+            channels = []
+            for region in release.training_regions:
+                nnunet = [release.to_nnunet[value] for value in region.labels]
+                inside = np.isin(predicted, nnunet)
+                channels.append(np.where(inside, 0.9, np.where(missed & (region.abbreviation == "WT"), 0.4, 0.05)))
+        else:
+            edema = release.label_of_tissue("edema").nnunet
+            count = len(release.labels) + 1
+            channels = [np.full(predicted.shape, 0.1 / (count - 1)) for _ in range(count)]
+            for label in range(count):  # softmax: 0.9 for the predicted label, the rest shared
+                channels[label][predicted == label] = 0.9
+            channels[0][missed], channels[edema][missed] = 0.6, 0.4 - 0.1 / (count - 1) * (count - 2)
+        stacked = np.stack(channels).astype(np.float32).transpose(0, 3, 2, 1)  # nnU-Net: (c, z, y, x)
+        np.savez_compressed(path.with_name(path.name.replace(".nii.gz", ".npz")), probabilities=stacked)

@@ -9,13 +9,15 @@ import subprocess
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import BRATS, SMALL_SHAPE
-from postprocessing_support import SPECK_VOXELS, TINY_LESION_VOXELS, write_cross_validation
+from conftest import BRATS, REGIONS, SMALL_SHAPE
+from postprocessing_support import SPECK_VOXELS, TINY_LESION_VOXELS, write_cross_validation, write_probabilities
 
 from brats_plugin import find_case, get_release, write_synthetic_release
 from brats_plugin.errors import BratsInputError
 from brats_plugin.inference.labels import label_map
+from brats_plugin.nnunet_commands import run_nnunet
 from brats_plugin.postprocessing import RULES_FILE, PostprocessingRules, load_rules, tune_model
+from brats_plugin.postprocessing.rules import region_probabilities
 
 
 def brats(*arguments, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -260,6 +262,11 @@ def test_tuning_refuses_fold_all_and_unknown_metrics(raw_folder, tmp_path):
         result = brats("postprocess", "apply", cv.references, "-m", cv.model, "-o", tmp_path / "out")
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and "not a valid post-processing rules file" in lines[0]
+    thresholds = PostprocessingRules(region_thresholds={"WT": 0.4})
+    (cv.model / RULES_FILE).write_text(json.dumps(thresholds.to_json(get_release("2021"))))
+    result = brats("postprocess", "apply", cv.references, "-m", cv.model, "-o", tmp_path / "out")
+    assert result.returncode == 2 and "threshold the network's region probabilities" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 # ---- on models made by the real nnUNetv2_train ---------------------------------------------------------------
@@ -306,3 +313,100 @@ def test_predict_applies_the_models_rules_unless_told_not_to(trained_models, tmp
     assert skipped.returncode == 0, skipped.stderr
     assert "post-processing: off" in skipped.stdout
     np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "skipped" / f"{case_id}.nii.gz").dataobj), before)
+
+
+# ---- region probability thresholds ---------------------------------------------------------------------------
+
+def test_probability_thresholds_move_voxels_into_and_out_of_regions():
+    release = get_release("2021")
+    labels = np.zeros((10, 10, 10), np.uint8)
+    labels[2:8, 2:8, 2:8] = 2
+    labels[4:6, 4:6, 4:6] = 4
+    probabilities = np.zeros((3, 10, 10, 10), np.float32)
+    probabilities[0][labels != 0] = 0.9
+    probabilities[0][1, 2:8, 2:8] = 0.4  # WT likely enough at 0.3
+    probabilities[1][labels == 4] = 0.9
+    probabilities[2][labels == 4] = 0.6  # ET not sure enough at 0.7
+    rules = PostprocessingRules(region_thresholds={"WT": 0.3, "ET": 0.7})
+    cleaned, changes = rules.apply(labels, release, np.eye(4), probabilities)
+    assert (cleaned[1, 2:8, 2:8] == 2).all()  # entered WT: edema
+    assert (cleaned[4:6, 4:6, 4:6] == 1).all()  # left ET: necrosis, still in TC
+    assert changes == ["WT probability above 0.3: 36 voxels in, 0 out", "ET probability above 0.7: 0 voxels in, 8 out"]
+    with pytest.raises(BratsInputError, match="threshold the network's region probabilities"):
+        rules.apply(labels, release, np.eye(4))
+
+
+def test_region_probabilities_of_label_models_sum_their_labels():
+    release = get_release("2021")  # nnU-Net labels: edema 1, necrosis 2, enhancing 3
+    softmax = np.array([0.1, 0.2, 0.3, 0.4]).reshape(4, 1, 1, 1) * np.ones((4, 2, 2, 2))
+    regions = region_probabilities(softmax, release, region_based=False)
+    np.testing.assert_allclose(regions[:, 0, 0, 0], [0.9, 0.7, 0.4])
+    sigmoids = np.random.default_rng(0).random((3, 2, 2, 2))
+    np.testing.assert_array_equal(region_probabilities(sigmoids, release, region_based=True), sigmoids)
+
+
+@pytest.mark.parametrize("release_key, regions", [("2021", True), ("2023-GLI", False)])
+def test_tuning_lowers_the_whole_tumour_threshold_to_take_missed_voxels(release_key, regions, raw_folder, tmp_path):
+    cv = raw_folder(write_cross_validation(tmp_path, release_key, regions=regions, specks=False))
+    write_probabilities(cv, regions=regions)
+    result = tune_model(cv.model)
+    assert 0 < result.rules.region_thresholds.get("WT", 0) < 0.4, result.table()  # the missed voxels: 0.4
+    assert result.after["WT"][0] > result.before["WT"][0]
+    assert load_rules(cv.model).region_thresholds == result.rules.region_thresholds
+
+
+def test_tuning_without_every_cases_probabilities_says_why_it_skips_thresholds(raw_folder, tmp_path):
+    cv = raw_folder(write_cross_validation(tmp_path, "2021", specks=False))
+    write_probabilities(cv, regions=True, missing=1)
+    result = tune_model(cv.model)
+    assert not result.rules.region_thresholds
+    assert "note: probability thresholds not searched: 1 of 8 validation cases have no probabilities" in result.table()
+    (cv.model / "fold_0" / "validation" / "case_002.npz").write_bytes(b"damaged")
+    (cv.model / "fold_0" / "validation" / "case_000.npz").write_bytes(b"damaged")
+    damaged = brats("postprocess", "tune", cv.model)
+    assert damaged.returncode == 2 and "case_000.npz: unreadable nnU-Net probabilities" in damaged.stderr
+
+
+@pytest.mark.integration
+def test_predict_thresholds_the_networks_own_probabilities(trained_models, tmp_path):
+    """The ruled mask equals the rules applied by hand to the unruled run's mask and probabilities."""
+    model = tmp_path / "model"
+    shutil.copytree(trained_models["regions_stock"], model)
+    (case_folder,) = write_synthetic_release(tmp_path / "cases", "2021", 1, shape=SMALL_SHAPE, seed=6)
+    case_id = find_case(case_folder).case_id
+    release = get_release("2021")
+    rules = PostprocessingRules(region_thresholds={"WT": 0.3, "ET": 0.6})
+    (model / RULES_FILE).write_text(json.dumps(rules.to_json(release)))
+    runs = {}
+    for name, extra in (("ruled", []), ("plain", ["--no-postprocessing"])):
+        run = brats("predict", "-i", case_folder, "-o", tmp_path / name, "-m", model, "--fast", "--probabilities",
+                    *extra)
+        assert run.returncode == 0, run.stderr
+        runs[name] = [np.asarray(nib.load(tmp_path / name / f"{case_id}{suffix}").dataobj)
+                      for suffix in (".nii.gz", "_probabilities.nii.gz")]
+    (ruled, ruled_channels), (plain, channels) = runs["ruled"], runs["plain"]
+    np.testing.assert_array_equal(ruled_channels, channels)  # the same network output, also written when ruled
+    regions = region_probabilities(np.moveaxis(channels, -1, 0), release, region_based=True)
+    expected, changes = rules.apply(plain, release, np.eye(4), regions)
+    assert changes and not np.array_equal(expected, plain)  # the rules do change this mask
+    np.testing.assert_array_equal(ruled, expected)
+    report = json.loads((tmp_path / "ruled" / f"{case_id}.json").read_text())
+    assert report["postprocessing"]["changes"] == changes
+
+
+@pytest.mark.integration
+def test_tune_reads_probabilities_written_by_nnunetv2_train(trained_models, planned_datasets, tmp_path):
+    """nnUNetv2_train --val --npz writes fold_1/validation/*.npz; tune reads them (their axis order: the shape
+    check of a 40x48x36 grid would refuse a wrong one) and searches the thresholds."""
+    _, environment = planned_datasets
+    results = tmp_path / "nnUNet_results"
+    model = results / trained_models["regions"].parent.name / trained_models["regions"].name
+    shutil.copytree(trained_models["regions"], model)
+    environment = {**environment, "nnUNet_results": str(results)}
+    run_nnunet("nnUNetv2_train", [str(REGIONS), "3d_fullres", "1", "-tr", model.name.split("__")[0], "--val", "--npz",
+                                  "-device", "cpu"], env=environment, timeout=900, capture=True)
+    assert list((model / "fold_1" / "validation").glob("*.npz"))
+    result = brats("postprocess", "tune", model, "--folds", "1", env=environment)
+    assert result.returncode == 0, result.stderr
+    assert "reading" in result.stdout and "and probabilities" in result.stdout
+    assert "WT probability threshold:" in result.stdout and "not searched" not in result.stdout

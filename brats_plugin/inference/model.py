@@ -23,6 +23,8 @@ from brats_plugin.errors import BratsInputError
 
 #: ``--checkpoint`` choices and the file nnU-Net writes for each.
 CHECKPOINT_FILES: dict[str, str] = {"final": "checkpoint_final.pth", "best": "checkpoint_best.pth"}
+#: nnU-Net image readers whose arrays are the NIfTI voxel array with its axes reversed.
+AXIS_REVERSING_READERS = ("SimpleITKIO", "NibabelIO")
 #: The configuration taken when a zip or dataset folder holds several.
 PREFERRED_CONFIGURATION = "3d_fullres"
 

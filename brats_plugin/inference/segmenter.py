@@ -32,15 +32,12 @@ from brats_plugin.cases import NATIVE_MASK_SUFFIX, Case, find_case, identify_fil
 from brats_plugin.devices import resolve_device
 from brats_plugin.errors import BratsInputError, IncompatibleModelError
 from brats_plugin.inference.labels import label_map, model_release
-from brats_plugin.inference.model import TrainedModel, open_model
+from brats_plugin.inference.model import AXIS_REVERSING_READERS, TrainedModel, open_model
 from brats_plugin.inference.settings import TILINGS, WHOLE_BRAIN_BUDGET
-from brats_plugin.postprocessing.rules import RULES_FILE, PostprocessingRules, load_rules
+from brats_plugin.postprocessing.rules import RULES_FILE, PostprocessingRules, load_rules, region_probabilities
 from brats_plugin.preprocess.native import labels_to_native, way_back
 from brats_plugin.releases import SEQUENCES, Release, get_release
 from brats_plugin.volumes import Volumes, measure_volumes
-
-#: nnU-Net image readers whose arrays are the NIfTI voxel array with its axes reversed.
-AXIS_REVERSING_READERS = ("SimpleITKIO", "NibabelIO")
 
 
 @dataclass(frozen=True)
@@ -157,8 +154,9 @@ class Segmenter:
         reference, voxels = read_case_voxels(case)
         ordered = voxels if self._channels == list(range(len(SEQUENCES))) else voxels[self._channels]
         seconds["read"] = _lap(started)
+        thresholds = self.rules is not None and self.rules.needs_probabilities
         segmentation, channels = run_network(self._predictor, self._preprocessor, ordered, reference.affine,
-                                             probabilities=probabilities, seconds=seconds)
+                                             probabilities=probabilities or thresholds, seconds=seconds)
         del voxels, ordered
         started = time.perf_counter()
         labels = self._label_map.apply(segmentation)
@@ -166,8 +164,12 @@ class Segmenter:
         changes: list[str] = []
         if self.rules is not None and not self.rules.empty:
             started = time.perf_counter()
-            labels, changes = self.rules.apply(labels, self.release, reference.affine)
+            regions = region_probabilities(np.moveaxis(channels, -1, 0), self.trained_release,
+                                           self._predictor.label_manager.has_regions) if thresholds else None
+            labels, changes = self.rules.apply(labels, self.release, reference.affine, regions)
             seconds["postprocessing"] = _lap(started)
+            del regions
+        channels = channels if probabilities else None
         native = None
         if way_back(case.folder):
             started = time.perf_counter()

@@ -47,6 +47,9 @@ def apply_to_folder(predictions: str | os.PathLike, model: str | os.PathLike, ou
     not hold or be among the inputs.
     """
     rules, trained = model_rules(model)
+    if rules.needs_probabilities:
+        raise BratsInputError(f"{model}: its rules threshold the network's region probabilities, which masks do not "
+                              "carry: predict the cases again with brats predict (it applies the rules)")
     masks, _ = find_masks(predictions)
     source = Path(predictions).resolve()
     output = Path(output)

@@ -2,6 +2,8 @@
 
 The search, greedy as nnU-Net's own post-processing search and the BraTS 2020 winner's:
 
+0. when nnU-Net left the probabilities of every case (``--npz``): the probability threshold of WT, then
+   TC, then ET, thresholds :data:`PROBABILITY_GRID` (0 is the network's own decision);
 1. the enhancing-tumour volume rule, thresholds :data:`ENHANCING_GRID_MM3` (the winner's grid, 0-750);
 2. then the minimum component size of WT, then TC, then ET, sizes :data:`COMPONENT_GRID_MM3`.
 
@@ -37,7 +39,7 @@ from brats_plugin.evaluation.metrics import mask_metrics
 from brats_plugin.files import check_writable
 from brats_plugin.geometry import voxel_volume_ml
 from brats_plugin.inference.labels import model_release
-from brats_plugin.inference.model import locate_model
+from brats_plugin.inference.model import AXIS_REVERSING_READERS, locate_model
 from brats_plugin.postprocessing.rules import (
     COMPONENT_REGIONS,
     RULES_FILE,
@@ -54,6 +56,8 @@ METRICS = ("auto", "legacy", "lesionwise")
 ENHANCING_GRID_MM3: tuple[float, ...] = tuple(float(t) for t in range(0, 760, 10))
 #: Minimum component sizes tried (mm^3); 0 is "no rule".
 COMPONENT_GRID_MM3: tuple[float, ...] = (0, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 1500, 2000)
+#: Region probability thresholds tried; 0 is "no rule" (the network's own decision: 0.5, or the argmax).
+PROBABILITY_GRID: tuple[float, ...] = (0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
 #: A rule is kept only when it raises the objective by more than this.
 MIN_GAIN = 1e-6
 
@@ -84,6 +88,7 @@ class TuningResult:
     steps: tuple[StepResult, ...]
     held_out_gain: tuple[float, float] | None  # (gain tuned on the same half, gain tuned on the other half)
     seconds: float
+    notes: tuple[str, ...] = ()  # e.g. why the probability thresholds were not searched
     path: Path | None = None  # the rules file written
 
     def table(self) -> str:
@@ -104,7 +109,7 @@ class TuningResult:
                          "on the other half" + (f" ({other / same:.0%} survives)" if same > MIN_GAIN else ""))
         else:
             lines.append("split-half check: too few cases (needs 4)")
-        return "\n".join(lines)
+        return "\n".join(lines + [f"note: {note}" for note in self.notes])
 
 
 def resolve_metric(metric: str, release: Release) -> str:
@@ -137,10 +142,21 @@ def tune_model(model: str | os.PathLike, *, folds: list[str] | None = None, metr
     release = model_release(located.dataset_json, str(located.folder / "dataset.json"))
     metric = resolve_metric(metric, release)
     found = find_validation_cases(located.folder, located.plans, located.dataset_json, folds, references)
-    say(f"reading {len(found)} cross-validation predictions and references")
+    with_probabilities = sum(case.probabilities is not None for case in found)
+    notes = [] if with_probabilities == len(found) else [
+        f"probability thresholds not searched: {len(found) - with_probabilities} of {len(found)} validation cases "
+        "have no probabilities (<case>.npz; nnUNetv2_train ... --val --npz writes them)"]
+    floor = min(PROBABILITY_GRID[1:]) if not notes else None
+    reader = located.plans.get("image_reader_writer", "SimpleITKIO")
+    if floor is not None and reader not in AXIS_REVERSING_READERS:
+        floor, notes = None, [f"probability thresholds not searched: image reader {reader} is not supported"]
+    say(f"reading {len(found)} cross-validation predictions and references"
+        + (" and probabilities" if floor is not None else ""))
+    region_based = "regions_class_order" in located.dataset_json
     with _workers(jobs) as pool:
-        cases = list(pool.map(load_case_masks, found, [release] * len(found)))
-        search = Search(cases, release, metric, pool)
+        count = len(found)
+        cases = list(pool.map(load_case_masks, found, [release] * count, [region_based] * count, [floor] * count))
+        search = Search(cases, release, metric, pool, (PROBABILITY_STEPS if floor is not None else ()) + STEPS)
         rules, steps = search.run(range(len(cases)), say)
         held_out = search.split_half_gain()
         before, after = search.region_means(PostprocessingRules()), search.region_means(rules)
@@ -155,7 +171,7 @@ def tune_model(model: str | os.PathLike, *, folds: list[str] | None = None, metr
                                                           "other_half": round(held_out[1], 6)}})
     path = save_rules(rules, release, located.folder) if write else None
     return TuningResult(rules, release, metric, len(cases), used_folds, before, after, objective_before,
-                        objective_after, tuple(steps), held_out, time.perf_counter() - started, path)
+                        objective_after, tuple(steps), held_out, time.perf_counter() - started, tuple(notes), path)
 
 
 @dataclass(frozen=True)
@@ -164,7 +180,8 @@ class RuleStep:
     thresholds apart on a mask (so that each distinct outcome is made and measured once per case)."""
 
     name: str
-    region: str | None  # None: the enhancing-tumour volume rule; else the region whose components it removes
+    kind: str  # "probability", "volume" or "components"
+    region: str | None  # the region thresholded or cleaned (None for the enhancing-tumour volume rule)
     thresholds: tuple[float, ...]  # ascending from 0, the step's "no rule" that every threshold must beat
 
     def __post_init__(self) -> None:
@@ -173,16 +190,20 @@ class RuleStep:
 
     def rules(self, base: PostprocessingRules, threshold: float) -> PostprocessingRules:
         """``base`` with this step's rule at ``threshold`` (0: off)."""
-        if self.region is None:
+        if self.kind == "volume":
             return replace(base, enhancing_min_volume_mm3=threshold)
-        return replace(base, min_component_mm3={**base.min_component_mm3, self.region: threshold})
+        field_name = "region_thresholds" if self.kind == "probability" else "min_component_mm3"
+        values = {**getattr(base, field_name), self.region: threshold}
+        return replace(base, **{field_name: {region: value for region, value in values.items() if value > 0}})
 
     def outcomes(self, labels: np.ndarray, release: Release, affine: np.ndarray) -> list[object]:
         """For each threshold, a value equal for two thresholds exactly when they change ``labels`` (a mask
-        with the earlier rules applied) alike: whether the volume rule fires, how many components go.
-        The comparisons are :meth:`PostprocessingRules.apply`'s own."""
+        with the earlier rules applied) alike: whether the volume rule fires, how many components go (a
+        probability threshold: each its own). The comparisons are :meth:`PostprocessingRules.apply`'s own."""
+        if self.kind == "probability":
+            return list(self.thresholds)
         voxel_mm3 = voxel_volume_ml(affine) * 1000.0
-        if self.region is None:
+        if self.kind == "volume":
             volume = np.count_nonzero(in_labels(labels, release.region("ET").labels)) * voxel_mm3
             return [bool(0 < volume < threshold) for threshold in self.thresholds]
         sizes = region_components(labels, release, self.region)[1][1:]
@@ -190,23 +211,26 @@ class RuleStep:
                 for threshold in self.thresholds]
 
 
-#: The search's steps, in order (each rule's place in :meth:`PostprocessingRules.apply`'s order).
-STEPS = (RuleStep("enhancing tumour volume", None, ENHANCING_GRID_MM3),) + tuple(
-    RuleStep(f"{region} component size", region, COMPONENT_GRID_MM3) for region in COMPONENT_REGIONS)
+#: The search's steps, in order (each rule's place in :meth:`PostprocessingRules.apply`'s order); the
+#: probability steps come first, when the cases have probabilities.
+PROBABILITY_STEPS = tuple(RuleStep(f"{region} probability threshold", "probability", region, PROBABILITY_GRID)
+                          for region in COMPONENT_REGIONS)
+STEPS = (RuleStep("enhancing tumour volume", "volume", None, ENHANCING_GRID_MM3),) + tuple(
+    RuleStep(f"{region} component size", "components", region, COMPONENT_GRID_MM3) for region in COMPONENT_REGIONS)
 
 
 class Search:
     """The greedy search over a set of cases (see the module); scores are cached per distinct region mask."""
 
-    def __init__(self, cases: list[CaseMasks], release: Release, metric: str, pool):
-        self.cases, self.release, self.metric, self.pool = cases, release, metric, pool
+    def __init__(self, cases: list[CaseMasks], release: Release, metric: str, pool, steps: tuple[RuleStep, ...]):
+        self.cases, self.release, self.metric, self.pool, self.steps = cases, release, metric, pool, steps
 
     def run(self, subset: Iterable[int], say: Callable[[str], None] = lambda line: None
             ) -> tuple[PostprocessingRules, list[StepResult]]:
         """The rules the search keeps on the cases ``subset`` (indices), and its steps."""
         subset = list(subset)
         rules, steps = PostprocessingRules(), []
-        for step in STEPS:
+        for step in self.steps:
             objectives = self._objectives(subset, rules, step)
             best = int(np.argmax(objectives))  # the first best: the smallest threshold
             chosen = step.thresholds[best] if objectives[best] > objectives[0] + MIN_GAIN else 0.0
@@ -214,7 +238,8 @@ class Search:
                 rules = step.rules(rules, chosen)
             after = objectives[best] if chosen else objectives[0]
             steps.append(StepResult(step.name, chosen, float(objectives[0]), float(after)))
-            say(f"{step.name}: " + (f"{chosen:g} mm3 kept, objective {objectives[0]:.4f} -> {objectives[best]:.4f}"
+            unit = "" if step.kind == "probability" else " mm3"
+            say(f"{step.name}: " + (f"{chosen:g}{unit} kept, objective {objectives[0]:.4f} -> {objectives[best]:.4f}"
                                     if chosen else f"no threshold improves the objective ({objectives[0]:.4f})"))
         return rules, steps
 
@@ -271,7 +296,7 @@ def score_step(case: CaseMasks, rules: PostprocessingRules, step: RuleStep | Non
     regions' scores come from the cache.
     """
     cache = dict(case.scores)
-    base, _ = rules.apply(case.prediction, release, case.affine)
+    base, _ = rules.apply(case.prediction, release, case.affine, case.probabilities)
     if step is None:
         outcomes, candidates = [None], [rules]
     else:
@@ -282,7 +307,8 @@ def score_step(case: CaseMasks, rules: PostprocessingRules, step: RuleStep | Non
     table = np.empty((len(candidates), len(release.regions), 2))
     for index, (outcome, candidate) in enumerate(zip(outcomes, candidates)):
         if outcome not in rows:
-            labels = base if index == 0 else candidate.apply(case.prediction, release, case.affine)[0]  # 0: no rule
+            labels = base if index == 0 else candidate.apply(case.prediction, release, case.affine,
+                                                             case.probabilities)[0]  # index 0: no rule
             rows[outcome] = np.array([_region_score(labels, references[number], number, case.affine, release,
                                                     metric, cache) for number in range(len(release.regions))])
         table[index] = rows[outcome]

@@ -1,12 +1,15 @@
 """A model's cross-validation: the predictions nnU-Net left in ``fold_*/validation`` and their references.
 
 ``nnUNetv2_train`` predicts each fold's held-out cases when it finishes (or with ``--val``) into
-``fold_N/validation/<case><file ending>``, in nnU-Net's labels. The references are the raw dataset's
+``fold_N/validation/<case><file ending>``, in nnU-Net's labels, and with ``--npz`` the probabilities
+beside them (``<case>.npz``: channel first, the image axes reversed as nnU-Net's NIfTI readers give
+them). The references are the raw dataset's
 ``labelsTr`` (``$nnUNet_raw/<dataset>/labelsTr``), or nnU-Net's copy of them in
 ``$nnUNet_preprocessed/<dataset>/gt_segmentations``, or a folder given; also in nnU-Net's labels.
 
 Both are read here, checked (same grid, known labels), turned into the model's release labels and
-cropped to the box around both masks (everything a rule or a metric looks at lies inside it).
+cropped to the box around both masks and every voxel likely enough to enter a region (everything a
+rule or a metric looks at lies inside it); the region probabilities are kept at half precision.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from brats_plugin.evaluation.case import read_masks
 from brats_plugin.geometry import box_around
 from brats_plugin.inference.labels import label_map
 from brats_plugin.inference.model import fold_names
+from brats_plugin.postprocessing.rules import region_probabilities
 from brats_plugin.releases import Release
 
 #: A margin around the masks' box, in voxels, wide enough for the lesion-wise dilations of every release.
@@ -36,6 +40,7 @@ class ValidationCase:
     fold: str
     prediction: Path
     reference: Path
+    probabilities: Path | None  # nnU-Net's <case>.npz, when it wrote one (--npz)
 
 
 @dataclass
@@ -50,6 +55,7 @@ class CaseMasks:
     prediction: np.ndarray  # uint8 release labels
     reference: np.ndarray
     affine: np.ndarray  # the full image's: spacing and voxel volume
+    probabilities: np.ndarray | None  # float16 (3, *prediction.shape): WT, TC, ET (rules.region_probabilities)
     scores: dict[bytes, tuple[float, float]] = field(default_factory=dict)
 
 
@@ -87,7 +93,8 @@ def find_validation_cases(model_folder: Path, plans: dict, dataset_json: dict, f
             if not reference.is_file():
                 raise BratsInputError(f"{reference}: missing reference of validation case {case_id} "
                                       f"(fold {fold}, {prediction})")
-            cases.append(ValidationCase(case_id, fold, prediction, reference))
+            npz = prediction.with_name(f"{case_id}.npz")
+            cases.append(ValidationCase(case_id, fold, prediction, reference, npz if npz.is_file() else None))
     seen: dict[str, str] = {}
     for case in cases:
         if case.case_id in seen:
@@ -114,12 +121,38 @@ def find_reference_folder(dataset: str, given: str | os.PathLike | None) -> Path
                           "--references LABELS_FOLDER")
 
 
-def load_case_masks(case: ValidationCase, release: Release) -> CaseMasks:
-    """A case's prediction and reference, checked, in release labels, cropped (see the module)."""
+def load_case_masks(case: ValidationCase, release: Release, region_based: bool, probability_floor: float | None
+                    ) -> CaseMasks:
+    """A case's prediction and reference, checked, in release labels, cropped (see the module).
+
+    ``probability_floor``: read the case's probabilities too, and keep every voxel whose probability of
+    some region is above it inside the crop (None: no probabilities).
+    """
     predicted, referenced, affine = read_masks(case.prediction, case.reference)
-    box = box_around((predicted != 0) | (referenced != 0), CROP_MARGIN) or (slice(0, 1),) * 3
+    likely = (predicted != 0) | (referenced != 0)
+    probabilities = None
+    if probability_floor is not None:
+        probabilities = read_region_probabilities(case, predicted.shape, release, region_based)
+        likely |= (probabilities > probability_floor).any(axis=0)
+    box = box_around(likely, CROP_MARGIN) or (slice(0, 1),) * 3
     return CaseMasks(case.case_id, from_nnunet_labels(predicted[box], release, case.prediction),
-                     from_nnunet_labels(referenced[box], release, case.reference), affine)
+                     from_nnunet_labels(referenced[box], release, case.reference), affine,
+                     None if probabilities is None else probabilities[(slice(None), *box)].astype(np.float16))
+
+
+def read_region_probabilities(case: ValidationCase, shape: tuple[int, ...], release: Release, region_based: bool
+                              ) -> np.ndarray:
+    """WT, TC and ET probabilities (3, *shape) from nnU-Net's ``<case>.npz``; a bad file names itself."""
+    path = case.probabilities
+    try:
+        with np.load(path) as stored:
+            channels = stored["probabilities"]
+    except Exception as error:  # a damaged .npz raises BadZipFile, zlib.error, EOFError, ValueError, KeyError...
+        raise BratsInputError(f"{path}: unreadable nnU-Net probabilities ({error})") from None
+    if channels.ndim != 4 or tuple(channels.shape[:0:-1]) != tuple(shape):
+        raise BratsInputError(f"{path}: probabilities of shape {channels.shape} do not fit the prediction's "
+                              f"{tuple(shape)} (expected channels first, then the axes reversed)")
+    return region_probabilities(channels.transpose(0, 3, 2, 1), release, region_based).astype(np.float32)
 
 
 def from_nnunet_labels(labels: np.ndarray, release: Release, path: Path) -> np.ndarray:
