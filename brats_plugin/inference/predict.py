@@ -127,18 +127,27 @@ def rebuild_volumes_csv(folder: Path) -> Path | None:
         rows: dict[str, Volumes] = {}
         native: dict[str, Volumes] = {}
         for path in sorted(folder.glob("*.json")):
+            report = read_report(path)
             try:
-                report = json.loads(path.read_text())
-                if isinstance(report, dict) and report.get("kind") == REPORT_KIND:
+                if report is not None:
                     rows[report["case_id"]] = Volumes.from_json(report["volumes"])
                     if "native" in report:
                         native[report["case_id"]] = Volumes.from_json(report["native"]["volumes"])
-            except (OSError, ValueError, KeyError, TypeError, AttributeError, BratsInputError):
+            except (ValueError, KeyError, TypeError, AttributeError, BratsInputError):
                 continue
         if not rows:
             return None
         write_volumes_csv(rows, folder / VOLUMES_CSV, native)
     return folder / VOLUMES_CSV
+
+
+def read_report(path: Path) -> dict | None:
+    """A per-case report this module wrote (``<case>.json``), or None for a missing, unreadable or foreign file."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) and report.get("kind") == REPORT_KIND else None
 
 
 def _outputs_exist(folder: Path, case: Case, probabilities: bool, exports: ExportRequest | None) -> bool:

@@ -1,7 +1,6 @@
 """Apply a model's post-processing rules to masks it already predicted (``brats postprocess apply``)."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,11 +74,9 @@ def apply_to_folder(predictions: str | os.PathLike, model: str | os.PathLike, ou
 
 def _reported_release(mask: Path, case_id: str) -> Release | None:
     """The release of a mask's labels as its ``brats predict`` report records it, or None."""
-    from brats_plugin.inference.predict import REPORT_KIND  # here: predict imports the rules (a cycle at the top)
+    from brats_plugin.inference.predict import read_report  # here: predict imports the rules (a cycle at the top)
+    report = read_report(mask.parent / f"{case_id}.json")
     try:
-        report = json.loads((mask.parent / f"{case_id}.json").read_text())
-        if isinstance(report, dict) and report.get("kind") == REPORT_KIND:
-            return get_release(str(report["volumes"]["release"]))
-    except (OSError, ValueError, KeyError, TypeError, BratsInputError):
-        pass
-    return None
+        return None if report is None else get_release(str(report["volumes"]["release"]))
+    except (KeyError, TypeError, BratsInputError):
+        return None
