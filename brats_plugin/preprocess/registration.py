@@ -9,8 +9,14 @@ the atlas grid through the composite of both, resampled once (no double interpol
 Series of one study share the scanner's patient coordinates, so a sequence starts from the identity
 (what the scanner says) and the registration only corrects patient motion between series. The T1Gd
 starts from the alignment of its centre of mass with the atlas's, then a rigid and an affine stage
-(Mattes mutual information, three resolutions), sampling only the interior of the atlas's brain, so
-that the skull and scalp of an un-stripped head cannot be pulled onto the template's brain outline.
+(Mattes mutual information), sampling only the interior of the atlas's brain, so that the skull and
+scalp of an un-stripped head cannot be pulled onto the template's brain outline.
+
+Every registration runs on a resolution pyramid built here (:func:`downsampled`), finest level 2 mm.
+The atlas's alignment only has to put the head where the model expects it (the way back uses the same
+transform, so its error does not reach the native mask); a 1 mm level moved it by 0.5-0.7 mm on average
+and cost more than all the other levels together. Series of one study came out closer to the truth
+without it (benchmarks/preprocess.py).
 """
 from __future__ import annotations
 
@@ -32,7 +38,11 @@ SAMPLES_PER_ITERATION = 60_000
 #: that an un-stripped head's skull and scalp cannot be pulled onto the template's brain outline (with
 #: the whole brain plus a margin, a skull-on head was shrunk by 10-15 % to fit it: benchmarks/preprocess.py).
 MASK_INSET_MM = 4.0
-SEED = 20261202  # fixed sampling: the same inputs give the same transforms
+SEED = 20261202  # fixed sampling points (ITK's threads may still vary the last digits)
+#: Pyramid levels (grid spacing, mm) of each registration, coarse to fine.
+SAME_SESSION_LEVELS_MM = (4.0, 2.0)
+ATLAS_RIGID_LEVELS_MM = (8.0, 4.0, 2.0)
+ATLAS_FINAL_LEVELS_MM = (4.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -55,36 +65,69 @@ def to_sitk(image: nib.Nifti1Image, voxels: np.ndarray | None = None) -> sitk.Im
     return result
 
 
-def _method(fixed: sitk.Image, fixed_mask: np.ndarray | None, shrink: list[int], smooth: list[float],
-            iterations: int) -> sitk.ImageRegistrationMethod:
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=HISTOGRAM_BINS)
-    method.SetMetricSamplingStrategy(method.RANDOM)
-    points = float(fixed_mask.sum()) if fixed_mask is not None else float(np.prod(fixed.GetSize()))
-    method.SetMetricSamplingPercentagePerLevel([min(1.0, SAMPLES_PER_ITERATION * s ** 3 / points) for s in shrink],
-                                               SEED)
-    if fixed_mask is not None:
-        mask = sitk.GetImageFromArray(np.ascontiguousarray(fixed_mask.transpose(2, 1, 0)).astype(np.uint8))
-        mask.CopyInformation(fixed)
-        method.SetMetricFixedMask(mask)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-4, numberOfIterations=iterations,
-                                                    relaxationFactor=0.6, gradientMagnitudeTolerance=1e-6)
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel(shrink)
-    method.SetSmoothingSigmasPerLevel(smooth)
-    method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    return method
+def downsampled(image: sitk.Image, spacing_mm: float) -> sitk.Image:
+    """``image`` smoothed and resampled onto a grid of the same orientation and extent whose spacing is
+    ``spacing_mm`` along every axis finer than that (coarser axes, e.g. 5 mm slices, are kept).
+
+    One level of the registration's resolution pyramid, built here once per image instead of by ITK at
+    every level of every registration: ITK smooths the moving image and computes both images' gradients
+    at full resolution for each level, which cost two thirds of a registration (benchmarks/preprocess.py).
+    Smoothing is Gaussian with sigma = half the new spacing, as ITK's pyramids, along refined axes only.
+    """
+    own = np.array(image.GetSpacing())
+    spacing = np.maximum(own, spacing_mm)
+    if np.allclose(spacing, own):
+        return image
+    smoothed = image
+    for axis in np.flatnonzero(spacing > own * (1 + 1e-6)):
+        smoothed = sitk.RecursiveGaussian(smoothed, sigma=float(spacing[axis] / 2), direction=int(axis))
+    size = np.maximum(1, np.round(own * np.array(image.GetSize()) / spacing)).astype(int)
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    origin = np.array(image.GetOrigin()) + direction @ ((spacing - own) / 2)  # the same extent, centred
+    grid = sitk.Image([int(n) for n in size], sitk.sitkFloat32)
+    grid.SetSpacing(tuple(float(v) for v in spacing))
+    grid.SetDirection(image.GetDirection())
+    grid.SetOrigin(tuple(float(v) for v in origin))
+    return sitk.Resample(smoothed, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+
+
+def _mask_on(grid: sitk.Image, mask: sitk.Image) -> sitk.Image:
+    return sitk.Resample(mask, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+
+
+def _register(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, levels_mm: tuple[float, ...], *,
+              fixed_mask: sitk.Image | None = None, iterations: int = 200) -> float:
+    """Mattes mutual information, one optimisation per pyramid level (coarse to fine), updating
+    ``transform`` in place; returns the final metric value. A level of 0 mm is the images as they are."""
+    metric = float("nan")
+    for level in levels_mm:
+        fixed_level, moving_level = downsampled(fixed, level), downsampled(moving, level)
+        method = sitk.ImageRegistrationMethod()
+        method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=HISTOGRAM_BINS)
+        method.SetMetricSamplingStrategy(method.RANDOM)
+        points = float(np.prod(fixed_level.GetSize()))
+        if fixed_mask is not None:
+            mask = _mask_on(fixed_level, fixed_mask)
+            method.SetMetricFixedMask(mask)
+            points = float(sitk.GetArrayViewFromImage(mask).sum())
+        method.SetMetricSamplingPercentage(min(1.0, SAMPLES_PER_ITERATION / max(points, 1.0)), SEED)
+        method.SetInterpolator(sitk.sitkLinear)
+        method.SetOptimizerAsRegularStepGradientDescent(learningRate=1.0, minStep=1e-3, numberOfIterations=iterations,
+                                                        relaxationFactor=0.6, gradientMagnitudeTolerance=1e-6)
+        method.SetOptimizerScalesFromPhysicalShift()
+        method.SetInitialTransform(transform, inPlace=True)
+        method.Execute(fixed_level, moving_level)
+        metric = method.GetMetricValue()
+    return metric
 
 
 def register_rigid_same_session(fixed: sitk.Image, moving: sitk.Image) -> Registration:
-    """Rigid (6 parameters) from the identity: a series of the same study onto the T1Gd."""
+    """Rigid (6 parameters) from the identity: a series of the same study onto the T1Gd, at 4 then 2 mm (a
+    full-resolution level moved thick-slice series further from the truth: benchmarks/preprocess.py)."""
     transform = sitk.Euler3DTransform()
     transform.SetCenter(fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in fixed.GetSize()]))
-    method = _method(fixed, None, [4, 2, 1], [2.0, 1.0, 0.0], 200)
-    method.SetInitialTransform(transform, inPlace=True)
-    method.Execute(fixed, moving)
-    return Registration(transform, method.GetMetricValue())
+    metric = _register(fixed, moving, transform, SAME_SESSION_LEVELS_MM)
+    return Registration(transform, metric)
 
 
 #: The last stage of the T1Gd -> atlas registration: 6 (rigid), 7 (rigid + one scale) or 12 parameters.
@@ -98,22 +141,20 @@ def register_to_atlas(atlas: sitk.Image, atlas_mask: np.ndarray, moving: sitk.Im
     benchmarks/atlas_stage.py measures the three; the pipeline uses the affine."""
     if last_stage not in ATLAS_STAGES:
         raise ValueError(f"last_stage {last_stage!r}: one of {ATLAS_STAGES}")
-    interior = brain_interior(atlas_mask, atlas.GetSpacing())
+    interior = sitk.GetImageFromArray(
+        np.ascontiguousarray(brain_interior(atlas_mask, atlas.GetSpacing()).transpose(2, 1, 0)).astype(np.uint8))
+    interior.CopyInformation(atlas)
     rigid = sitk.CenteredTransformInitializer(atlas, moving, sitk.Euler3DTransform(),
                                               sitk.CenteredTransformInitializerFilter.MOMENTS)
-    method = _method(atlas, interior, [8, 4, 2], [4.0, 2.0, 1.0], 200)
-    method.SetInitialTransform(rigid, inPlace=True)
-    method.Execute(atlas, moving)
+    metric = _register(atlas, moving, rigid, ATLAS_RIGID_LEVELS_MM, fixed_mask=interior)
     if last_stage == "rigid":
-        return Registration(rigid, method.GetMetricValue())
+        return Registration(rigid, metric)
     final = sitk.AffineTransform(3) if last_stage == "affine" else sitk.Similarity3DTransform()
     final.SetCenter(rigid.GetCenter())
     final.SetMatrix(rigid.GetMatrix())
     final.SetTranslation(rigid.GetTranslation())
-    method = _method(atlas, interior, [4, 2, 1], [2.0, 1.0, 0.0], 200)
-    method.SetInitialTransform(final, inPlace=True)
-    method.Execute(atlas, moving)
-    return Registration(final, method.GetMetricValue())
+    metric = _register(atlas, moving, final, ATLAS_FINAL_LEVELS_MM, fixed_mask=interior)
+    return Registration(final, metric)
 
 
 def brain_interior(brain: np.ndarray, spacing) -> np.ndarray:
