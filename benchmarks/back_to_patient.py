@@ -58,7 +58,7 @@ def main() -> None:
 
         started = time.perf_counter()
         atlas_mask = nib.load(mask)
-        native = labels_to_native(np.asarray(atlas_mask.dataobj, np.uint8), atlas_mask.affine, case_folder)
+        native = labels_to_native(np.asarray(atlas_mask.dataobj, np.uint8), atlas_mask.affine, case_folder, RELEASE)
         steps["labels back onto the native T1Gd"] = time.perf_counter() - started
 
         started = time.perf_counter()

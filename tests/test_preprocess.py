@@ -328,7 +328,8 @@ def test_the_true_labels_go_back_onto_the_native_t1gd_where_the_scanner_saw_them
     case, atlas, _ = phantom
     truth = _study(phantom, tmp_path / "study")
     preprocess(tmp_path / "study", tmp_path / "cases" / "P10", atlas=atlas, skull_stripped=True)
-    found = labels_to_native(case.labels.astype(np.uint8), case.affine, tmp_path / "cases" / "P10")
+    found = labels_to_native(case.labels.astype(np.uint8), case.affine, tmp_path / "cases" / "P10",
+                             get_release("2021"))
     expected = native_labels(case.labels, case.affine, truth)
     assert found.shape == expected.shape and np.allclose(found.affine, expected.affine, atol=1e-3)
     found_labels, expected_labels = np.asarray(found.dataobj), np.asarray(expected.dataobj)

@@ -28,7 +28,7 @@ from brats_plugin.export.legend import legend
 from brats_plugin.export.study import frames_on_source, write_study_dicom
 from brats_plugin.geometry import LPS_TO_RAS
 from brats_plugin.preprocess import preprocess, read_series, scan_study
-from brats_plugin.preprocess.native import labels_to_native
+from brats_plugin.preprocess.native import choose_nested, labels_to_native
 from brats_plugin.preprocess.scanner_study import default_specs, native_labels
 from brats_plugin.releases import get_release
 from brats_plugin.volumes import measure_volumes
@@ -50,7 +50,7 @@ class Preprocessed:
         preprocess(self.study, self.case, atlas=atlas, skull_stripped=True)
         self.mask = root / "P20_atlas_mask.nii.gz"
         nib.save(nib.Nifti1Image(case.labels.astype(np.uint8), case.affine), self.mask)
-        self.native = labels_to_native(case.labels.astype(np.uint8), case.affine, self.case)
+        self.native = labels_to_native(case.labels.astype(np.uint8), case.affine, self.case, RELEASE)
         self.expected = native_labels(case.labels, case.affine, self.truth)  # what the scanner saw
         record = json.loads((self.case / "preprocessing" / "preprocess.json").read_text())
         self.t1c_uid = record["series"]["T1Gd"]["SeriesInstanceUID"]
@@ -283,18 +283,33 @@ def test_pictures_of_a_scanner_study_show_its_own_t1gd_with_the_native_volumes(p
     assert display_volume(shown).volumes == case.study.volumes
 
 
+def test_interpolated_labels_are_chosen_region_by_region_from_the_outside_in():
+    """At a tumour's edge no single label may outweigh the background although the tumour does: the
+    whole tumour is decided first, then the core, then the enhancing part (2021 labels 1, 2, 4)."""
+    edge = {0: [0.35, 0.60, 0.20, 0.10], 1: [0.30, 0.10, 0.45, 0.30], 2: [0.35, 0.25, 0.05, 0.32],
+            4: [0.00, 0.05, 0.30, 0.28]}
+    weights = {label: np.array(values, np.float32) for label, values in edge.items()}
+    regions = [(1, 2, 4), *(region.labels for region in RELEASE.regions)]
+    # 0.65 tumour -> edema 0.35 outweighs the core's 0.30; background 0.60 wins; core 0.75 -> necrosis
+    # 0.45 beats ET 0.30; core 0.58 beats edema 0.32 -> necrosis 0.30 beats ET 0.28
+    assert choose_nested(weights, regions).tolist() == [2, 0, 1, 1]
+    assert choose_nested(weights, []).tolist() == [0, 0, 1, 2]  # a plain argmax loses the first and last
+
+
 def test_labels_return_onto_a_5_mm_t1gd_where_the_scanner_saw_them(preprocessed, tmp_path):
     """A 2-D T1Gd at 0.9 x 0.9 x 5 mm, tilted: the true labels carried back from the atlas grid match the
-    truth on that grid (Dice >= 0.90 per region; the 1 mm case is held to 0.95 above)."""
+    truth on that grid (Dice >= 0.90 per region; the 1 mm case is held to 0.95 above) and keep their volumes
+    within 2 % (a plain argmax over labels lost 3-4.5 % at the regions' edges)."""
     case, atlas, _ = preprocessed.phantom
     specs = [replace(s, spacing=(0.9, 0.9, 5.0), shape=(130, 150, 24), acquisition_type="2D")
              if s.sequence == "T1Gd" else s for s in default_specs()]
     truth = write_phantom_study(preprocessed.phantom, tmp_path / "study", specs=specs)
     preprocess(tmp_path / "study", tmp_path / "cases" / "P21", atlas=atlas, skull_stripped=True)
-    found = np.asarray(labels_to_native(case.labels.astype(np.uint8), case.affine, tmp_path / "cases" / "P21").dataobj)
+    found = np.asarray(labels_to_native(case.labels.astype(np.uint8), case.affine, tmp_path / "cases" / "P21",
+                                        RELEASE).dataobj)
     expected = np.asarray(native_labels(case.labels, case.affine, truth).dataobj)
     assert found.shape == (130, 150, 24)
     for region in RELEASE.regions:
         a, b = np.isin(found, region.labels), np.isin(expected, region.labels)
         assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.90, region.abbreviation
-        assert a.sum() == pytest.approx(b.sum(), rel=0.05), region.abbreviation
+        assert a.sum() == pytest.approx(b.sum(), rel=0.02), region.abbreviation

@@ -92,7 +92,7 @@ def load_export_case(case: Case, mask: str | os.PathLike, release: str | Release
     headers = read_headers(case.folder)
     study = None
     if headers is not None:
-        native = native if native is not None else labels_to_native(labels, reference.affine, case.folder)
+        native = native if native is not None else labels_to_native(labels, reference.affine, case.folder, release)
         native_labels = np.asarray(native.dataobj, dtype=np.uint8)
         native_t1c = np.asarray(nifti.read_array(way_back(case.folder)[0]), dtype=np.float32)
         study = OriginalStudy(headers, native, measure_volumes(native_labels, release, native.affine), native_t1c,

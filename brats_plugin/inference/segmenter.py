@@ -173,7 +173,7 @@ class Segmenter:
         native = None
         if way_back(case.folder):
             started = time.perf_counter()
-            image = labels_to_native(labels, reference.affine, case.folder)
+            image = labels_to_native(labels, reference.affine, case.folder, self.release)
             native = NativeMask(image, measure_volumes(np.asarray(image.dataobj), self.release, image.affine))
             seconds["native"] = _lap(started)
         return Segmentation(
