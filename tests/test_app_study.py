@@ -39,8 +39,8 @@ def studies(tmp_path_factory) -> dict:
                 "no_flair": [s for s in specs if s.sequence != "FLAIR"]}
     zips = {}
     for name, chosen in variants.items():
-        write_phantom_study(phantom, root / name, specs=chosen)
-        zips[name] = Path(shutil.make_archive(str(root / f"{name}_upload"), "zip", root / name))
+        write_phantom_study(phantom, root / "folders" / name, specs=chosen)
+        zips[name] = Path(shutil.make_archive(str(root / f"{name}_upload"), "zip", root / "folders" / name))
     from pydicom import examples
     buffer = io.BytesIO()
     examples.ct.save_as(buffer)
@@ -50,7 +50,7 @@ def studies(tmp_path_factory) -> dict:
     with zipfile.ZipFile(root / "text_upload.zip", "w") as archive:
         archive.writestr("README.txt", "no images")
     zips["text"] = root / "text_upload.zip"
-    return {"atlas": phantom[1], "zips": zips}
+    return {"atlas": phantom[1], "zips": zips, "folders": root / "folders"}
 
 
 @pytest.fixture(scope="module")
@@ -147,11 +147,35 @@ def test_oversized_and_damaged_study_zips_are_answered_in_one_line(studies, segm
         assert "cannot read" in status["error"] and str(tmp_path) not in status["error"]  # never our folders
 
 
+#: A drop event as Chromium makes it for a dragged folder: entries (files and folders) to walk.
+DROP_A_FOLDER = """
+const file = (name, text) => ({isFile: true, isDirectory: false, name,
+                               file: (ok) => ok(new File([text], name))});
+const folder = (name, children) => {
+  let given = false;
+  return {isFile: false, isDirectory: true, name, createReader: () => ({
+    readEntries: (ok) => { ok(given ? [] : children); given = true; }})};
+};
+const tree = folder("dropped", [file("a.dcm", "first"), folder("sub", [file("b.dcm", "second")])]);
+const drop = new Event("drop", {bubbles: true, cancelable: true});
+Object.defineProperty(drop, "dataTransfer", {value: {items: [{webkitGetAsEntry: () => tree}], files: []}});
+document.getElementById("upload").dispatchEvent(drop);
+"""
+
+
 def test_the_page_lets_the_user_choose_the_series_and_shows_the_native_overlay(studies, segmenter, browser,
                                                                              tmp_path):
     with serving(build_app(segmenter, tmp_path / "data", atlas=studies["atlas"])) as url:
         browser.get(f"{url}/")
-        browser.find_element(By.ID, "files").send_keys(str(studies["zips"]["two_t1gd"]))
+        # a dropped folder is packed in the page: two files below "dropped", one in a subfolder
+        browser.execute_script(DROP_A_FOLDER)
+        WebDriverWait(browser, 10).until(lambda d: d.find_element(By.ID, "upload-status").text.startswith("folder"))
+        assert browser.find_element(By.ID, "upload-status").text == "folder dropped: 2 files, sent as dropped.zip"
+        assert browser.find_element(By.CSS_SELECTOR, "#file-table td").text == "dropped.zip"
+        # the study's folder, chosen whole (the page packs it into one zip, read by the server's zip path)
+        browser.find_element(By.ID, "folder").send_keys(str(studies["folders"] / "two_t1gd"))
+        WebDriverWait(browser, 60).until(
+            lambda d: d.find_element(By.ID, "upload-status").text.endswith("sent as two_t1gd.zip"))
         browser.find_element(By.ID, "submit").click()
         WebDriverWait(browser, 60).until(lambda d: d.find_element(By.ID, "series-table").is_displayed())
         assert "2 T1Gd series" in browser.find_element(By.ID, "upload-error").text

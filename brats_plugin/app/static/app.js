@@ -32,17 +32,105 @@
     return "failed";
   }
 
+  // ---- folders: a chosen or dropped folder goes up as one zip (stored, not compressed) -------------
+  const CRC_TABLE = (() => {
+    const table = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      table[n] = c >>> 0;
+    }
+    return table;
+  })();
+
+  function crc32(bytes) {
+    let c = 0xffffffff;
+    for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  }
+
+  // One zip File named `${name}.zip` holding `entries` ([{path, file}]) under their paths.
+  async function packFolder(name, entries) {
+    const encoder = new TextEncoder();
+    const locals = [];
+    const centrals = [];
+    let offset = 0;
+    for (const { path, file } of entries) {
+      const data = new Uint8Array(await file.arrayBuffer());
+      const nameBytes = encoder.encode(path);
+      const crc = crc32(data);
+      const local = new DataView(new ArrayBuffer(30));
+      const central = new DataView(new ArrayBuffer(46));
+      // signature, version needed 2.0, flags (UTF-8 names), stored, time 00:00, date 1980-01-01
+      local.setUint32(0, 0x04034b50, true);
+      local.setUint16(4, 20, true);
+      local.setUint16(6, 0x0800, true);
+      local.setUint16(12, 33, true);
+      local.setUint32(14, crc, true);
+      local.setUint32(18, data.length, true);
+      local.setUint32(22, data.length, true);
+      local.setUint16(26, nameBytes.length, true);
+      central.setUint32(0, 0x02014b50, true);
+      central.setUint16(4, 20, true);
+      central.setUint16(6, 20, true);
+      central.setUint16(8, 0x0800, true);
+      central.setUint16(14, 33, true);
+      central.setUint32(16, crc, true);
+      central.setUint32(20, data.length, true);
+      central.setUint32(24, data.length, true);
+      central.setUint16(28, nameBytes.length, true);
+      central.setUint32(42, offset, true);
+      locals.push(local, nameBytes, data);
+      centrals.push(central, nameBytes);
+      offset += 30 + nameBytes.length + data.length;
+    }
+    const centralSize = centrals.reduce((size, part) => size + part.byteLength, 0);
+    if (offset + centralSize > 0xffffffff || entries.length > 0xffff) {
+      throw new Error(`${name}: too large for the page to pack (4 GB, 65535 files): upload a zip of it instead`);
+    }
+    const end = new DataView(new ArrayBuffer(22));
+    end.setUint32(0, 0x06054b50, true);
+    end.setUint16(8, entries.length, true);
+    end.setUint16(10, entries.length, true);
+    end.setUint32(12, centralSize, true);
+    end.setUint32(16, offset, true);
+    return new File([...locals, ...centrals, end], `${name}.zip`, { type: "application/zip" });
+  }
+
+  // Every file below a dropped folder's entry, with its path from that folder's parent.
+  async function entryFiles(entry, prefix) {
+    if (entry.isFile) {
+      return [{ path: prefix + entry.name, file: await new Promise((ok, fail) => entry.file(ok, fail)) }];
+    }
+    const reader = entry.createReader();
+    const found = [];
+    for (;;) {
+      const batch = await new Promise((ok, fail) => reader.readEntries(ok, fail));
+      if (!batch.length) return found;
+      for (const child of batch) found.push(...await entryFiles(child, `${prefix}${entry.name}/`));
+    }
+  }
+
   // ---- home page ----------------------------------------------------------------------------------
   async function home() {
     const input = document.getElementById("files");
+    const folderInput = document.getElementById("folder");
+    const dropZone = document.getElementById("upload");
     const table = document.querySelector("#file-table tbody");
     const error = document.getElementById("upload-error");
+    const uploadStatus = document.getElementById("upload-status");
     const seriesTable = document.getElementById("series-table");
-    input.addEventListener("change", async () => {
+    let pending = [];  // the Files the next submit sends
+
+    // `files` become what the next submit sends; `note` says where they came from.
+    async function choose(files, note = "") {
+      pending = files;
+      error.textContent = "";
+      uploadStatus.textContent = note;
       table.replaceChildren();
       seriesTable.hidden = true;
       seriesTable.tBodies[0].replaceChildren();
-      const names = Array.from(input.files, (f) => f.name);
+      const names = files.map((f) => f.name);
       if (!names.length) return;
       // the server recognises sequences by name and says which ones there are
       const { sequences, choices } = await json("/api/recognise", {
@@ -61,13 +149,52 @@
         select.value = choices.includes(sequences[i]) ? sequences[i] : "";
         row.insertCell().append(select);
       });
+    }
+
+    async function chooseFolder(name, entries) {
+      uploadStatus.textContent = `packing the ${entries.length} files of ${name}…`;
+      try {
+        const packed = await packFolder(name, entries);
+        await choose([packed], `folder ${name}: ${entries.length} files, sent as ${packed.name}`);
+      } catch (failure) {
+        uploadStatus.textContent = "";
+        pending = [];
+        error.textContent = failure.message;
+      }
+    }
+
+    input.addEventListener("change", () => choose(Array.from(input.files)));
+    folderInput.addEventListener("change", () => {
+      const files = Array.from(folderInput.files);
+      if (!files.length) return;
+      const name = files[0].webkitRelativePath.split("/")[0] || "study";
+      chooseFolder(name, files.map((file) => ({ path: file.webkitRelativePath || file.name, file })));
+    });
+    dropZone.addEventListener("dragover", (event) => {
+      event.preventDefault();
+      dropZone.classList.add("dropping");
+    });
+    dropZone.addEventListener("dragleave", () => dropZone.classList.remove("dropping"));
+    dropZone.addEventListener("drop", async (event) => {
+      event.preventDefault();
+      dropZone.classList.remove("dropping");
+      const entries = Array.from(event.dataTransfer.items, (item) => item.webkitGetAsEntry && item.webkitGetAsEntry())
+        .filter(Boolean);
+      const folders = entries.filter((entry) => entry.isDirectory);
+      if (!folders.length) {
+        choose(Array.from(event.dataTransfer.files));
+      } else if (entries.length === 1) {
+        chooseFolder(folders[0].name, await entryFiles(folders[0], ""));
+      } else {
+        error.textContent = "drop one folder (a scanner study), or files without folders";
+      }
     });
     document.getElementById("upload-form").addEventListener("submit", async (event) => {
       event.preventDefault();
       error.textContent = "";
       const form = new FormData();
       const selects = table.querySelectorAll("select.sequence");
-      Array.from(input.files).forEach((file) => form.append("files", file, file.name));
+      pending.forEach((file) => form.append("files", file, file.name));
       selects.forEach((select) => form.append("sequence", select.value));
       const caseId = document.getElementById("case-id").value.trim();
       if (caseId) form.append("case_id", caseId);
