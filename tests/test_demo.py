@@ -1,4 +1,5 @@
-"""`brats demo` (what `make demo` runs) goes from nothing to a trained model that learned, and its predictions.
+"""`brats demo` (what `make demo` runs) goes from nothing to a trained model that learned, and its predictions;
+that model then segments a scanner study (DICOM, skull on) and returns the result onto its own T1Gd.
 
 It runs the demo exactly as `make demo` does (the default trainer and number of cases), so the
 learning checked here is the learning a newcomer sees.
@@ -6,10 +7,15 @@ learning checked here is the learning a newcomer sees.
 import json
 import subprocess
 
+import nibabel as nib
+import numpy as np
 import pytest
 from conftest import BRATS, SAMPLE_CASE
+from scanner_support import make_phantom, write_phantom_study
 
 from brats_plugin.demo import DEMO_TRAINER as TRAINER
+from brats_plugin.preprocess.scanner_study import native_labels
+from brats_plugin.releases import get_release
 
 pytestmark = pytest.mark.integration
 
@@ -51,3 +57,23 @@ def test_demo_runs_end_to_end_and_learns(tmp_path):
     assert summary["cases"] == 3 and summary["unpaired"] == {"prediction_only": [], "reference_only": []}
     dice = {region: summary["statistics"][region]["dice"]["mean"] for region in ("WT", "TC", "ET")}
     assert sum(dice.values()) / 3 >= MIN_MEAN_DICE and max(dice.values()) >= MIN_BEST_DICE, dice
+
+    # the demo's model, from a scanner study (DICOM, skull on, oblique, 5 mm T2/FLAIR) back onto its T1Gd
+    phantom = make_phantom(tmp_path / "phantom")
+    truth = write_phantom_study(phantom, tmp_path / "P30")
+    out = tmp_path / "from_the_scanner"
+    completed = subprocess.run(BRATS + ["predict", "-i", str(tmp_path / "P30"), "-m", str(model), "-o", str(out),
+                                        "--atlas", str(phantom[1]), "--fast", "--export", "dicom,html,png"],
+                               capture_output=True, text=True, timeout=1800)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    for name in ("P30.nii.gz", "P30_native.nii.gz", "P30.json", "volumes.csv", "P30_dicom/SEG/seg.dcm",
+                 "P30_dicom/SR/sr.dcm", "P30_viewer.html", "P30_montage.png", "preprocessed/P30/P30_qc.png"):
+        assert (out / name).is_file(), name
+    found = np.asarray(nib.load(out / "P30_native.nii.gz").dataobj)
+    expected = np.asarray(native_labels(phantom[0].labels, phantom[0].affine, truth).dataobj)
+    scanner_dice = {}
+    for region in get_release("2021").regions:  # against the tumour where the scanner saw it
+        a, b = np.isin(found, region.labels), np.isin(expected, region.labels)
+        scanner_dice[region.abbreviation] = 2 * (a & b).sum() / (a.sum() + b.sum())
+    assert sum(scanner_dice.values()) / 3 >= MIN_MEAN_DICE and max(scanner_dice.values()) >= MIN_BEST_DICE, \
+        scanner_dice
