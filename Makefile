@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.install-stamp
 # torch first, pinned with torchvision: other builds break nnU-Net's trainer lookup on this CPU set-up.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install system-packages lint test demo benchmarks clean
+.PHONY: install system-packages lint test demo benchmarks gpu-check clean
 
 install: $(STAMP)
 
@@ -57,6 +57,10 @@ benchmarks: install
 	$(BIN)/python benchmarks/back_to_patient.py
 	$(BIN)/python benchmarks/atlas_stage.py
 	$(BIN)/python benchmarks/registration_libraries.py
+
+# on a CUDA machine: training with autocast and torch.compile, prediction timed (says so and stops without one)
+gpu-check: install
+	$(BIN)/python benchmarks/gpu.py
 
 clean:
 	rm -rf $(VENV) demo_output benchmarks/output .pytest_cache *.egg-info
