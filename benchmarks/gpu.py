@@ -13,7 +13,7 @@ iteration  median time of nnU-Net's ``train_step`` with ``nnUNetTrainerGDL`` aga
 predict    the real sample case through the model just trained: ``brats predict`` (default, ``--fast``)
            against ``nnUNetv2_predict`` (default, ``--disable_tta``), whole commands, ratios.
 
-Without CUDA it says so and exits 0. ``--device cpu --tiny`` runs every step on the CPU on small
+Without CUDA it says so and exits 0; a failed check exits 1. ``--device cpu --tiny`` runs every step on the CPU on small
 synthetic cases (nnU-Net turns autocast and compile off there): how the tests check this script.
 Usage: python benchmarks/gpu.py [--device cuda|cpu] [--tiny] [--work DIR]   (or: make gpu-check)
 """
@@ -93,6 +93,9 @@ def main() -> None:
     print("\n| check | result |\n|---|---|")
     for check, result in rows:
         print(f"| {check} | {result} |")
+    failed = [check for check, result in rows if "FAILED" in result]
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 def prepare(work: Path, scale: Scale, device: torch.device) -> dict[str, str]:
@@ -103,6 +106,8 @@ def prepare(work: Path, scale: Scale, device: torch.device) -> dict[str, str]:
     os.environ.update(environment)
     marker = work / ".prepared"
     if not marker.is_file() or marker.read_text() != repr(scale):
+        if work.is_dir() and any(work.iterdir()) and not marker.is_file():
+            sys.exit(f"{work}: not empty and not made by this script; choose another --work folder")
         shutil.rmtree(work, ignore_errors=True)
         started = time.perf_counter()
         write_synthetic_release(work / "source", "2021", scale.cases, shape=scale.shape, seed=70)

@@ -289,11 +289,17 @@ def test_interpolated_labels_are_chosen_region_by_region_from_the_outside_in():
     edge = {0: [0.35, 0.60, 0.20, 0.10], 1: [0.30, 0.10, 0.45, 0.30], 2: [0.35, 0.25, 0.05, 0.32],
             4: [0.00, 0.05, 0.30, 0.28]}
     weights = {label: np.array(values, np.float32) for label, values in edge.items()}
-    regions = [(1, 2, 4), *(region.labels for region in RELEASE.regions)]
+    regions = [region.labels for region in RELEASE.regions]
     # 0.65 tumour -> edema 0.35 outweighs the core's 0.30; background 0.60 wins; core 0.75 -> necrosis
     # 0.45 beats ET 0.30; core 0.58 beats edema 0.32 -> necrosis 0.30 beats ET 0.28
     assert choose_nested(weights, regions).tolist() == [2, 0, 1, 1]
     assert choose_nested(weights, []).tolist() == [0, 0, 1, 2]  # a plain argmax loses the first and last
+    # 2024 GLI: the resection cavity (4) lies outside the whole tumour (1, 2, 3): neither outweighs the
+    # background here, and no label is taken for the sum of the two
+    gli = [region.labels for region in get_release("2024-GLI").training_regions]
+    cavity = {0: np.array([0.4, 0.2], np.float32), 2: np.array([0.3, 0.5], np.float32),
+              4: np.array([0.3, 0.3], np.float32)}
+    assert choose_nested(cavity, gli).tolist() == [0, 2]
 
 
 def test_labels_return_onto_a_5_mm_t1gd_where_the_scanner_saw_them(preprocessed, tmp_path):

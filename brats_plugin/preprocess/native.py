@@ -41,8 +41,9 @@ def way_back(case_folder: str | os.PathLike) -> tuple[Path, Path] | None:
 def labels_to_native(labels: np.ndarray, affine: np.ndarray, case_folder: str | os.PathLike,
                      release: Release) -> nib.Nifti1Image:
     """``labels`` (uint8, x y z on the atlas grid ``affine``, in ``release``'s labels) on the native T1Gd
-    grid of ``case_folder``. The release's regions (WT, TC, ET) are decided from the outside in (see
-    :func:`choose_nested`) so that each keeps its volume; any labels at all form the outermost region."""
+    grid of ``case_folder``. The release's regions (WT, TC, ET, and those outside them such as 2024 GLI's
+    resection cavity) are decided from the outside in (see :func:`choose_nested`) so that each keeps its
+    volume."""
     native, t1c_to_atlas = _way_back_read(case_folder)
     reference = to_sitk(native, np.zeros(native.shape[:3], np.float32))
     atlas_grid = nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), affine)
@@ -51,7 +52,7 @@ def labels_to_native(labels: np.ndarray, affine: np.ndarray, case_folder: str | 
         one_hot = to_sitk(atlas_grid, (labels == value).astype(np.float32))
         weights[value] = np.nan_to_num(resample_onto(reference, one_hot, t1c_to_atlas, linear=True))
     weights[0] = np.clip(1.0 - sum(weights.values(), np.zeros(native.shape[:3], np.float32)), 0.0, 1.0)
-    regions = [set(weights) - {0}, *(region.labels for region in release.regions)]
+    regions = [region.labels for region in release.training_regions]
     return nifti.like(choose_nested(weights, regions), native, np.uint8)
 
 
@@ -61,8 +62,9 @@ def choose_nested(weights: dict[int, np.ndarray], regions: Sequence[Collection[i
     A plain argmax over labels shrinks regions made of several labels: at a whole tumour's edge, edema
     0.35 + necrosis 0.30 against background 0.35 is tumour (0.65), yet no single label outweighs the
     background, and on 5 mm grids such edges are many voxels. So the choice descends the nesting of
-    ``regions``: at each step a voxel goes to the heaviest of the largest regions inside the current one
-    and the single labels left over (ties: the lower label), until one label is left.
+    ``regions``: at each step a voxel goes to the heaviest of the largest disjoint regions inside the
+    current one and the single labels left over (ties: the lower label), until one label is left. Only
+    voxels with some label weight are decided; the rest (almost all) are background.
     """
     groups = [frozenset(r).intersection(weights) for r in regions]
     shape = next(iter(weights.values())).shape
@@ -72,15 +74,17 @@ def choose_nested(weights: dict[int, np.ndarray], regions: Sequence[Collection[i
         if len(node) == 1 or not voxels.size:
             result.flat[voxels] = min(node)
             return
-        inner = [g for g in groups if g and g < node]
-        children = [g for g in inner if not any(g < other for other in inner)]
-        children = sorted(set(children) | {frozenset({v}) for v in node - set().union(*children)}, key=min)
+        children: list[frozenset[int]] = []
+        for group in sorted({g for g in groups if g and g < node}, key=lambda g: (-len(g), min(g))):
+            if not any(group & child for child in children):  # the largest first: nested ones come later
+                children.append(group)
+        children = sorted(children + [frozenset({v}) for v in node - set().union(*children)], key=min)
         mass = np.stack([sum(weights[v].flat[voxels] for v in child) for child in children])
         chosen = np.argmax(mass, axis=0)
         for index, child in enumerate(children):
             descend(child, voxels[chosen == index])
 
-    descend(frozenset(weights), np.arange(result.size))
+    descend(frozenset(weights), np.flatnonzero(weights[0] < 1) if 0 in weights else np.arange(result.size))
     return result
 
 

@@ -12,7 +12,7 @@ starts from the alignment of its centre of mass with the atlas's, then a rigid a
 (Mattes mutual information), sampling only the interior of the atlas's brain, so that the skull and
 scalp of an un-stripped head cannot be pulled onto the template's brain outline.
 
-Every registration runs on a resolution pyramid built here (:func:`downsampled`), finest level 2 mm.
+Every registration runs on a resolution pyramid made by our code (:func:`downsampled`), finest level 2 mm.
 The atlas's alignment only has to put the head where the model expects it (the way back uses the same
 transform, so its error does not reach the native mask); a 1 mm level moved it by 0.5-0.7 mm on average
 and cost more than all the other levels together. Series of one study came out closer to the truth
@@ -69,9 +69,9 @@ def downsampled(image: sitk.Image, spacing_mm: float) -> sitk.Image:
     """``image`` smoothed and resampled onto a grid of the same orientation and extent whose spacing is
     ``spacing_mm`` along every axis finer than that (coarser axes, e.g. 5 mm slices, are kept).
 
-    One level of the registration's resolution pyramid, built here once per image instead of by ITK at
-    every level of every registration: ITK smooths the moving image and computes both images' gradients
-    at full resolution for each level, which cost two thirds of a registration (benchmarks/preprocess.py).
+    One level of a registration's resolution pyramid, built here instead of by ITK: ITK smooths the
+    moving image and computes both images' gradients at full resolution for each level, which cost two
+    thirds of a registration (benchmarks/preprocess.py); here they run on the level's smaller grid.
     Smoothing is Gaussian with sigma = half the new spacing, as ITK's pyramids, along refined axes only.
     """
     own = np.array(image.GetSpacing())
@@ -83,7 +83,7 @@ def downsampled(image: sitk.Image, spacing_mm: float) -> sitk.Image:
         smoothed = sitk.RecursiveGaussian(smoothed, sigma=float(spacing[axis] / 2), direction=int(axis))
     size = np.maximum(1, np.round(own * np.array(image.GetSize()) / spacing)).astype(int)
     direction = np.array(image.GetDirection()).reshape(3, 3)
-    origin = np.array(image.GetOrigin()) + direction @ ((spacing - own) / 2)  # the same extent, centred
+    origin = np.array(image.GetOrigin()) + direction @ ((spacing - own) / 2)  # from the same first edge
     grid = sitk.Image([int(n) for n in size], sitk.sitkFloat32)
     grid.SetSpacing(tuple(float(v) for v in spacing))
     grid.SetDirection(image.GetDirection())

@@ -49,16 +49,21 @@
     return (c ^ 0xffffffff) >>> 0;
   }
 
-  // One zip File named `${name}.zip` holding `entries` ([{path, file}]) under their paths.
+  // One zip File named `${name}.zip` holding `entries` ([{path, file}]) under their paths. Each file is
+  // read once for its CRC; the zip refers to the files themselves (no copy of their bytes is kept).
   async function packFolder(name, entries) {
     const encoder = new TextEncoder();
+    const names = entries.map(({ path }) => encoder.encode(path));
+    const size = entries.reduce((sum, { file }, i) => sum + 76 + 2 * names[i].length + file.size, 22);
+    if (size > 0xffffffff || entries.length > 0xffff) {
+      throw new Error(`${name}: too large for the page to pack (4 GB, 65535 files): upload a zip of it instead`);
+    }
     const locals = [];
     const centrals = [];
     let offset = 0;
-    for (const { path, file } of entries) {
-      const data = new Uint8Array(await file.arrayBuffer());
-      const nameBytes = encoder.encode(path);
-      const crc = crc32(data);
+    for (const [i, { file }] of entries.entries()) {
+      const nameBytes = names[i];
+      const crc = crc32(new Uint8Array(await file.arrayBuffer()));
       const local = new DataView(new ArrayBuffer(30));
       const central = new DataView(new ArrayBuffer(46));
       // signature, version needed 2.0, flags (UTF-8 names), stored, time 00:00, date 1980-01-01
@@ -67,8 +72,8 @@
       local.setUint16(6, 0x0800, true);
       local.setUint16(12, 33, true);
       local.setUint32(14, crc, true);
-      local.setUint32(18, data.length, true);
-      local.setUint32(22, data.length, true);
+      local.setUint32(18, file.size, true);
+      local.setUint32(22, file.size, true);
       local.setUint16(26, nameBytes.length, true);
       central.setUint32(0, 0x02014b50, true);
       central.setUint16(4, 20, true);
@@ -76,18 +81,15 @@
       central.setUint16(8, 0x0800, true);
       central.setUint16(14, 33, true);
       central.setUint32(16, crc, true);
-      central.setUint32(20, data.length, true);
-      central.setUint32(24, data.length, true);
+      central.setUint32(20, file.size, true);
+      central.setUint32(24, file.size, true);
       central.setUint16(28, nameBytes.length, true);
       central.setUint32(42, offset, true);
-      locals.push(local, nameBytes, data);
+      locals.push(local, nameBytes, file);
       centrals.push(central, nameBytes);
-      offset += 30 + nameBytes.length + data.length;
+      offset += 30 + nameBytes.length + file.size;
     }
-    const centralSize = centrals.reduce((size, part) => size + part.byteLength, 0);
-    if (offset + centralSize > 0xffffffff || entries.length > 0xffff) {
-      throw new Error(`${name}: too large for the page to pack (4 GB, 65535 files): upload a zip of it instead`);
-    }
+    const centralSize = centrals.reduce((sum, part) => sum + part.byteLength, 0);
     const end = new DataView(new ArrayBuffer(22));
     end.setUint32(0, 0x06054b50, true);
     end.setUint16(8, entries.length, true);
@@ -121,9 +123,12 @@
     const uploadStatus = document.getElementById("upload-status");
     const seriesTable = document.getElementById("series-table");
     let pending = [];  // the Files the next submit sends
+    let packing = false;  // a folder is being packed: nothing to send yet
+    let latest = 0;  // the latest choice: answers to earlier ones are dropped
 
     // `files` become what the next submit sends; `note` says where they came from.
     async function choose(files, note = "") {
+      const ticket = ++latest;
       pending = files;
       error.textContent = "";
       uploadStatus.textContent = note;
@@ -132,10 +137,17 @@
       seriesTable.tBodies[0].replaceChildren();
       const names = files.map((f) => f.name);
       if (!names.length) return;
-      // the server recognises sequences by name and says which ones there are
-      const { sequences, choices } = await json("/api/recognise", {
-        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ names }),
-      });
+      let recognised;
+      try {  // the server recognises sequences by name and says which ones there are
+        recognised = await json("/api/recognise", {
+          method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ names }),
+        });
+      } catch (failure) {
+        error.textContent = failure.message;
+        return;
+      }
+      if (ticket !== latest) return;
+      const { sequences, choices } = recognised;
       names.forEach((name, i) => {
         const row = table.insertRow();
         row.insertCell().textContent = name;
@@ -151,15 +163,21 @@
       });
     }
 
+    // `entries()` gives the folder's [{path, file}]; they go up as one zip.
     async function chooseFolder(name, entries) {
-      uploadStatus.textContent = `packing the ${entries.length} files of ${name}…`;
+      packing = true;
+      pending = [];
+      error.textContent = "";
+      uploadStatus.textContent = `reading and packing the files of ${name}…`;
       try {
-        const packed = await packFolder(name, entries);
-        await choose([packed], `folder ${name}: ${entries.length} files, sent as ${packed.name}`);
+        const found = await entries();
+        const packed = await packFolder(name, found);
+        await choose([packed], `folder ${name}: ${found.length} files, sent as ${packed.name}`);
       } catch (failure) {
         uploadStatus.textContent = "";
-        pending = [];
-        error.textContent = failure.message;
+        error.textContent = failure.message || String(failure);
+      } finally {
+        packing = false;
       }
     }
 
@@ -168,14 +186,14 @@
       const files = Array.from(folderInput.files);
       if (!files.length) return;
       const name = files[0].webkitRelativePath.split("/")[0] || "study";
-      chooseFolder(name, files.map((file) => ({ path: file.webkitRelativePath || file.name, file })));
+      chooseFolder(name, async () => files.map((file) => ({ path: file.webkitRelativePath || file.name, file })));
     });
     dropZone.addEventListener("dragover", (event) => {
       event.preventDefault();
       dropZone.classList.add("dropping");
     });
     dropZone.addEventListener("dragleave", () => dropZone.classList.remove("dropping"));
-    dropZone.addEventListener("drop", async (event) => {
+    dropZone.addEventListener("drop", (event) => {
       event.preventDefault();
       dropZone.classList.remove("dropping");
       const entries = Array.from(event.dataTransfer.items, (item) => item.webkitGetAsEntry && item.webkitGetAsEntry())
@@ -184,7 +202,7 @@
       if (!folders.length) {
         choose(Array.from(event.dataTransfer.files));
       } else if (entries.length === 1) {
-        chooseFolder(folders[0].name, await entryFiles(folders[0], ""));
+        chooseFolder(folders[0].name, () => entryFiles(folders[0], ""));
       } else {
         error.textContent = "drop one folder (a scanner study), or files without folders";
       }
@@ -192,6 +210,10 @@
     document.getElementById("upload-form").addEventListener("submit", async (event) => {
       event.preventDefault();
       error.textContent = "";
+      if (packing) {
+        error.textContent = "the folder is still being packed: segment when it is ready";
+        return;
+      }
       const form = new FormData();
       const selects = table.querySelectorAll("select.sequence");
       pending.forEach((file) => form.append("files", file, file.name));
