@@ -408,6 +408,7 @@ def _run_export(args: argparse.Namespace) -> None:
 
 def _add_app(commands: argparse._SubParsersAction) -> None:
     from brats_plugin.devices import DEVICE_CHOICES
+    from brats_plugin.inference.settings import APP_SETTINGS
     parser = commands.add_parser(
         "app", help="the web app: upload a case, segment it, browse every slice with its tumour",
         description="Serve the web application: a preview case in the slice viewer, an upload form (the four "
@@ -434,6 +435,9 @@ def _add_app(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="default auto: cuda, mps, cpu")
     parser.add_argument("--atlas", default="mni152", help="template uploaded scanner studies are registered to "
                                                          "(default mni152; a NIfTI file: as brats preprocess)")
+    parser.add_argument("--settings", choices=APP_SETTINGS, default="auto",
+                        help="prediction: fast (as brats predict --fast), nnunet (mirroring, planned tiles); "
+                             "default auto: fast on a CPU, nnunet on CUDA")
     parser.set_defaults(run=_run_app)
 
 
@@ -441,7 +445,7 @@ def _run_app(args: argparse.Namespace) -> None:
     from brats_plugin.app.service import run_app
     run_app(args.model, host=args.host, port=args.port, workers=args.workers, max_upload_mb=args.max_upload_mb,
             token=args.token, preview=args.preview, data_folder=args.data, retention_hours=args.retention_hours,
-            device=args.device, atlas=args.atlas, say=lambda line: print(line, flush=True))
+            device=args.device, atlas=args.atlas, settings=args.settings, say=lambda line: print(line, flush=True))
 
 
 def _add_send(commands: argparse._SubParsersAction) -> None:

@@ -22,9 +22,11 @@ from starlette.testclient import TestClient
 
 from brats_plugin import find_case, write_synthetic_release
 from brats_plugin.app.jobs import JobStore
+from brats_plugin.app.results import network_progress
 from brats_plugin.app.service import build_app, check_host
 from brats_plugin.errors import BratsInputError
 from brats_plugin.inference import Segmenter
+from brats_plugin.inference.settings import prediction_settings
 from brats_plugin.postprocessing import RULES_FILE, PostprocessingRules
 from brats_plugin.releases import SEQUENCES, get_release
 
@@ -319,3 +321,27 @@ def test_brats_app_command_serves_and_refuses_unsafe_options(trained_models, tmp
         output, _ = server.communicate(timeout=60)
     assert server.returncode == 0, output
     assert f"open http://127.0.0.1:{port}/" in output
+    assert "on cpu, fast (no mirroring, whole-brain tiles) prediction" in output  # --settings auto on a CPU
+
+
+FAST, NNUNET = {"mirroring": False, "tiling": "whole"}, {"mirroring": True, "tiling": "nnunet"}
+
+
+@pytest.mark.parametrize("choice,device,expected", [
+    ("auto", "cpu", FAST), ("auto", "mps", FAST), ("auto", "cuda", NNUNET), ("fast", "cuda", FAST),
+    ("nnunet", "cpu", NNUNET),
+])
+def test_the_apps_prediction_settings_follow_the_device_unless_chosen(choice, device, expected):
+    assert prediction_settings(choice, device) == expected
+
+
+def test_a_jobs_progress_moves_with_every_network_pass_and_tells_the_time_left(monkeypatch):
+    from brats_plugin.app import results
+    clock = iter([100.0, 104.0, 110.0])  # started; 4 s for pass 1; 10 s for passes 1-2
+    monkeypatch.setattr(results.time, "monotonic", lambda: next(clock))
+    reported: list[tuple[str, float]] = []
+    progress = network_progress(lambda stage, fraction: reported.append((stage, fraction)), 0.1, 0.8)
+    progress(1, 4)
+    progress(2, 4)
+    assert reported == [("segmenting: network pass 1 of 4, about 12 s left", pytest.approx(0.275)),
+                        ("segmenting: network pass 2 of 4, about 10 s left", pytest.approx(0.45))]

@@ -354,6 +354,28 @@ def test_whole_brain_tiling_takes_the_brain_at_once_or_in_fewer_network_voxels(t
     assert sum(map(np.prod, whole)) < sum(map(np.prod, tiled))
 
 
+@pytest.mark.parametrize("mirroring,tiling", [(True, "nnunet"), (False, "whole")])
+def test_progress_counts_every_network_evaluation_of_every_fold(trained_models, tmp_path, mirroring, tiling):
+    """done runs 1..total once per network call; total = tiles x 2^mirrored axes x folds, known from the
+    first call (trained_models["regions"] has folds 1 and 2)."""
+    write_synthetic_release(tmp_path / "big", "2021", 1, shape=(80, 96, 72), seed=3, with_segmentation=False)
+    case = find_cases(tmp_path / "big")[0]
+    segmenter = Segmenter(trained_models["regions"], mirroring=mirroring, tiling=tiling, device="cpu")
+    calls: list[tuple] = []
+    hook = segmenter._predictor.network.register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
+    reported: list[tuple[int, int]] = []
+    segmenter.predict_case(case, progress=lambda done, total: reported.append((done, total)))
+    hook.remove()
+    total = len(calls)
+    assert reported == [(done, total) for done in range(1, total + 1)]
+    axes = segmenter._predictor.allowed_mirroring_axes if mirroring else ()
+    tiles = total // (2 ** len(axes) * 2)
+    assert total == tiles * 2 ** len(axes) * 2 and (tiles > 1 if tiling == "nnunet" else tiles >= 1)
+    assert segmenter._predictor.on_pass is None  # the callback is the call's, not the segmenter's
+    segmenter.predict_case(case)  # and a call without one reports nothing
+    assert len(reported) == total
+
+
 def test_lean_unet_gives_the_networks_own_output(trained_models):
     import torch
 

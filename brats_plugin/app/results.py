@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ from brats_plugin.preprocess import preprocess
 from brats_plugin.preprocess.atlas import MNI152
 
 if TYPE_CHECKING:
+    from brats_plugin.inference.progress import PassProgress
     from brats_plugin.inference.segmenter import Segmenter
 
 #: The stem of every result file in a job's ``results/`` folder: nothing a user sends becomes a path.
@@ -69,9 +71,10 @@ class CaseProcessor:
         else:
             case = case_from_files({sequence: inputs / name for sequence, name in status["inputs"].items()},
                                    status["case_id"])
-        report("segmenting", 0.4 if status.get("study") else 0.1)
+        start = 0.4 if status.get("study") else 0.1
+        report("segmenting", start)
         with self._lock:  # one network pass at a time: the model's buffers are not shared safely
-            segmentation = self.segmenter.predict_case(case)
+            segmentation = self.segmenter.predict_case(case, progress=network_progress(report, start, 0.8))
         notes += [f"post-processing: {change}" for change in segmentation.postprocessing]
         results.mkdir(exist_ok=True)
         mask = results / RESULT_FILES["mask.nii.gz"][1]
@@ -105,6 +108,18 @@ class CaseProcessor:
                     from None
             notes += result.notes
         return find_case(folder)
+
+
+def network_progress(report: Report, start: float, end: float) -> PassProgress:
+    """A ``progress(done, total)`` for :meth:`Segmenter.predict_case` that moves the job from ``start``
+    to ``end`` with every network evaluation and tells the time left, from the pace so far."""
+    began = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        left = (time.monotonic() - began) * (total - done) / done
+        report(f"segmenting: network pass {done} of {total}, about {left:.0f} s left",
+               start + (end - start) * done / total)
+    return progress
 
 
 def zip_folder(folder: Path, archive: Path) -> None:

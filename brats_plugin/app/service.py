@@ -15,8 +15,10 @@ from brats_plugin.app.results import CaseProcessor
 from brats_plugin.app.server import AppSettings, create_app
 from brats_plugin.app.uploads import UploadedFile, store_upload
 from brats_plugin.cases import Case, find_case
+from brats_plugin.devices import resolve_device
 from brats_plugin.errors import BratsInputError
 from brats_plugin.files import prepare_output_folder
+from brats_plugin.inference.settings import FAST_SETTINGS, prediction_settings
 from brats_plugin.preprocess.atlas import MNI152, load_atlas
 from brats_plugin.releases import DEFAULT_RELEASE
 
@@ -96,8 +98,9 @@ def _queue_kept_case(store: JobStore, case: Case, source: str, max_upload_bytes:
 def run_app(model: str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
             max_upload_mb: float = 200, token: str | None = None, preview: str | None = None,
             data_folder: str | None = None, retention_hours: float = 24.0, device: str = "auto",
-            atlas: str = MNI152, say=print) -> None:
-    """Load the model once and serve the app until interrupted."""
+            atlas: str = MNI152, settings: str = "auto", say=print) -> None:
+    """Load the model once and serve the app until interrupted; ``settings``: see
+    :func:`~brats_plugin.inference.settings.prediction_settings`."""
     import uvicorn
 
     from brats_plugin.inference.segmenter import Segmenter
@@ -106,9 +109,12 @@ def run_app(model: str, *, host: str = "127.0.0.1", port: int = 8000, workers: i
     load_atlas(atlas)  # a wrong --atlas is refused before the model loads
     folder = check_options(workers=workers, max_upload_mb=max_upload_mb, retention_hours=retention_hours,
                            data_folder=data_folder or default_data_folder(), preview=preview)
-    segmenter = Segmenter(model, device=device)  # after every cheap check: loading takes a while
+    resolved = resolve_device(device)
+    options = prediction_settings(settings, resolved.type)
+    segmenter = Segmenter(model, device=resolved, **options)  # after every cheap check: loading takes a while
     app = build_app(segmenter, folder, workers=workers, max_upload_mb=max_upload_mb, token=token,
                     preview=preview, retention_hours=retention_hours, atlas=atlas)
-    say(f"brats app: model {segmenter.model.folder.name} on {segmenter.device}; jobs in {folder}; "
+    mode = "fast (no mirroring, whole-brain tiles)" if options == FAST_SETTINGS else "nnU-Net's (mirroring, tiles)"
+    say(f"brats app: model {segmenter.model.folder.name} on {segmenter.device}, {mode} prediction; jobs in {folder}; "
         f"open http://{host}:{port}/" + (f"?token={token}" if token else ""))
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -99,9 +99,13 @@ def predict_cases(cases: list[Case], output: str | os.PathLike, segmenter: Segme
     skipped = [c.case_id for c in cases if c not in todo]
     written: list[str] = []
     try:
-        for case in tqdm(todo, unit="case", disable=not progress, leave=False):
+        bar = tqdm(todo, unit="case", disable=not progress, leave=False)
+        def passes(done: int, total: int) -> None:  # the bar tells the network passes of the current case
+            bar.set_postfix_str(f"network pass {done}/{total}")
+        for case in bar:
             started = time.perf_counter()
-            segmentation = segmenter.predict_case(case, probabilities=probabilities)
+            segmentation = segmenter.predict_case(case, probabilities=probabilities,
+                                                  progress=passes if progress else None)
             files = segmentation.save(output)
             if exports:
                 native = segmentation.native.image if segmentation.native else None

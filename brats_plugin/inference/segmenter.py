@@ -22,6 +22,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -38,6 +39,9 @@ from brats_plugin.postprocessing.rules import RULES_FILE, PostprocessingRules, l
 from brats_plugin.preprocess.native import labels_to_native, way_back
 from brats_plugin.releases import SEQUENCES, Release, get_release
 from brats_plugin.volumes import Volumes, measure_volumes
+
+if TYPE_CHECKING:  # nnU-Net is imported only when a model loads
+    from brats_plugin.inference.progress import PassProgress
 
 
 @dataclass(frozen=True)
@@ -146,8 +150,12 @@ class Segmenter:
         return [f"post-processing: {line}" for line in self.rules.describe()] or [
             "post-processing: no rule (tuning kept none)"]
 
-    def predict_case(self, case: Case | str | os.PathLike, *, probabilities: bool = False) -> Segmentation:
-        """Segment one case (a :class:`Case` or a case folder); validates its sequences first."""
+    def predict_case(self, case: Case | str | os.PathLike, *, probabilities: bool = False,
+                     progress: PassProgress | None = None) -> Segmentation:
+        """Segment one case (a :class:`Case` or a case folder); validates its sequences first.
+
+        ``progress(done, total)`` is called after every network evaluation (tiles x mirror passes x folds).
+        """
         case = case if isinstance(case, Case) else find_case(case)
         seconds: dict[str, float] = {}
         started = time.perf_counter()
@@ -155,8 +163,12 @@ class Segmenter:
         ordered = voxels if self._channels == list(range(len(SEQUENCES))) else voxels[self._channels]
         seconds["read"] = _lap(started)
         thresholds = self.rules is not None and self.rules.needs_probabilities
-        segmentation, channels = run_network(self._predictor, self._preprocessor, ordered, reference.affine,
-                                             probabilities=probabilities or thresholds, seconds=seconds)
+        self._predictor.on_pass = progress
+        try:
+            segmentation, channels = run_network(self._predictor, self._preprocessor, ordered, reference.affine,
+                                                 probabilities=probabilities or thresholds, seconds=seconds)
+        finally:
+            self._predictor.on_pass = None
         del voxels, ordered
         started = time.perf_counter()
         labels = self._label_map.apply(segmentation)
@@ -246,11 +258,11 @@ def input_channel_order(dataset_json: dict, source: str) -> list[int]:
 
 def load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, step_size: float, tiling: str):
     """nnU-Net's predictor (or ours with larger tiles) with the model's network and every chosen fold."""
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from brats_plugin.inference.lean_unet import LeanUNet
+    from brats_plugin.inference.progress import CountingPredictor
     from brats_plugin.inference.whole_brain import WholeBrainPredictor
 
     reader = model.plans.get("image_reader_writer", "SimpleITKIO")
@@ -286,7 +298,7 @@ def load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, s
             budget = int(WHOLE_BRAIN_BUDGET * math.prod(configuration_manager.patch_size))
             predictor = WholeBrainPredictor(**options, max_tile_voxels=budget)
         else:
-            predictor = nnUNetPredictor(**options)
+            predictor = CountingPredictor(**options)
     predictor.manual_initialization(LeanUNet(network) if LeanUNet.supports(network) else network, plans_manager,
                                     configuration_manager, weights, model.dataset_json, first["trainer_name"],
                                     first.get("inference_allowed_mirroring_axes"))

@@ -9,3 +9,14 @@ TILINGS = ("nnunet", "whole")
 WHOLE_BRAIN_BUDGET = 1.6
 #: What ``--fast`` changes (measured: docs/benchmarks.md, "Prediction speed").
 FAST_SETTINGS = {"mirroring": False, "tiling": "whole"}
+#: nnU-Net's own prediction: 2^3 mirrored passes over overlapping planned tiles.
+NNUNET_SETTINGS = {"mirroring": True, "tiling": "nnunet"}
+#: ``brats app --settings``: ``auto`` is fast on a CPU (or mps), nnU-Net's own on CUDA.
+APP_SETTINGS = ("auto", "fast", "nnunet")
+
+
+def prediction_settings(choice: str, device_type: str) -> dict:
+    """The Segmenter options of an :data:`APP_SETTINGS` choice on a device type ("cuda", "cpu", "mps").
+    On a CPU nnU-Net's own settings take 8 network passes per tile: minutes per case instead of one pass."""
+    fast = choice == "fast" or (choice == "auto" and device_type != "cuda")
+    return dict(FAST_SETTINGS if fast else NNUNET_SETTINGS)

@@ -24,11 +24,12 @@ import math
 
 import numpy as np
 import torch
-from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 
+from brats_plugin.inference.progress import CountingPredictor
 
-class WholeBrainPredictor(nnUNetPredictor):
+
+class WholeBrainPredictor(CountingPredictor):
     """nnU-Net's predictor whose tile is the whole (cropped, stride-padded) input, or as near as fits."""
 
     def __init__(self, *args, max_tile_voxels: int | None = None, **kwargs):
