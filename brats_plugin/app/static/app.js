@@ -49,6 +49,17 @@
     return (c ^ 0xffffffff) >>> 0;
   }
 
+  // The fields a zip's local header (from byte 6) and central header (from byte 8) share: flags (UTF-8
+  // names), method (stored), time 00:00, date 1980-01-01, CRC-32, compressed and original size, name length.
+  function entryFields(view, start, crc, size, nameLength) {
+    view.setUint16(start, 0x0800, true);
+    view.setUint16(start + 6, 33, true);
+    view.setUint32(start + 8, crc, true);
+    view.setUint32(start + 12, size, true);
+    view.setUint32(start + 16, size, true);
+    view.setUint16(start + 20, nameLength, true);
+  }
+
   // One zip File named `${name}.zip` holding `entries` ([{path, file}]) under their paths. Each file is
   // read once for its CRC; the zip refers to the files themselves (no copy of their bytes is kept).
   async function packFolder(name, entries) {
@@ -66,25 +77,14 @@
       const crc = crc32(new Uint8Array(await file.arrayBuffer()));
       const local = new DataView(new ArrayBuffer(30));
       const central = new DataView(new ArrayBuffer(46));
-      // signature, version needed 2.0, flags (UTF-8 names), stored, time 00:00, date 1980-01-01
-      local.setUint32(0, 0x04034b50, true);
+      local.setUint32(0, 0x04034b50, true);  // signature, version needed 2.0
       local.setUint16(4, 20, true);
-      local.setUint16(6, 0x0800, true);
-      local.setUint16(12, 33, true);
-      local.setUint32(14, crc, true);
-      local.setUint32(18, file.size, true);
-      local.setUint32(22, file.size, true);
-      local.setUint16(26, nameBytes.length, true);
-      central.setUint32(0, 0x02014b50, true);
+      entryFields(local, 6, crc, file.size, nameBytes.length);
+      central.setUint32(0, 0x02014b50, true);  // signature, version made by and needed 2.0
       central.setUint16(4, 20, true);
       central.setUint16(6, 20, true);
-      central.setUint16(8, 0x0800, true);
-      central.setUint16(14, 33, true);
-      central.setUint32(16, crc, true);
-      central.setUint32(20, file.size, true);
-      central.setUint32(24, file.size, true);
-      central.setUint16(28, nameBytes.length, true);
-      central.setUint32(42, offset, true);
+      entryFields(central, 8, crc, file.size, nameBytes.length);
+      central.setUint32(42, offset, true);  // where the local header starts
       locals.push(local, nameBytes, file);
       centrals.push(central, nameBytes);
       offset += 30 + nameBytes.length + file.size;
