@@ -103,6 +103,15 @@ def timed_run(command: list[str], environment: dict[str, str]) -> tuple[float, f
     return wall, usage.ru_maxrss / 2**20  # kB -> GiB
 
 
+def stock_inputs(case, folder: Path) -> Path:
+    """``folder`` (made anew) holding ``case``'s four sequences as nnU-Net's channel files (links)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for channel, sequence in enumerate(SEQUENCES):
+        os.symlink(case.sequences[sequence], folder / f"{case.case_id}_{channel:04d}.nii.gz")
+    return folder
+
+
 def brats(model: Path, out: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "brats_plugin.cli", "predict", "-i", str(SAMPLE_CASE), "-o",
             str(WORK / "out" / out), "-m", str(model), *extra]
@@ -114,13 +123,8 @@ def part_brats(skip_default: bool) -> None:
     print(f"\nbrats: real case 240x240x155 through BraTS-sized plans (patch {'x'.join(map(str, plans['patch_size']))}, "
           f"{len(plans['architecture']['arch_kwargs']['features_per_stage'])} stages), 2 CPU cores; wall time and "
           "peak memory of whole commands (start-up included)")
-    stock_inputs = WORK / "stock_in"
-    if not stock_inputs.exists():
-        stock_inputs.mkdir()
-        case = find_case(SAMPLE_CASE)
-        for channel, sequence in enumerate(SEQUENCES):
-            os.symlink(case.sequences[sequence], stock_inputs / f"{case.case_id}_{channel:04d}.nii.gz")
-    stock = [nnunet_executable("nnUNetv2_predict"), "-i", str(stock_inputs), "-o", str(WORK / "out" / "stock"),
+    inputs = stock_inputs(find_case(SAMPLE_CASE), WORK / "stock_in")
+    stock = [nnunet_executable("nnUNetv2_predict"), "-i", str(inputs), "-o", str(WORK / "out" / "stock"),
              "-d", str(BRATS_DATASET), "-c", "3d_fullres", "-f", "0", "-tr", "nnUNetTrainer", "-device", "cpu",
              "-npp", "0", "-nps", "0", "--disable_tta"]
     runs = [

@@ -48,11 +48,14 @@ def prepare(environment: dict[str, str]) -> Path:
     return WORK / "nnUNet_preprocessed" / f"Dataset{DATASET}_TrainBench"
 
 
-def speed(steps: int) -> None:
+def median_step_seconds(dataset: int, device: torch.device, steps: int):
+    """Median seconds of nnU-Net's ``train_step`` with the stock ``nnUNetTrainer`` and ``nnUNetTrainerGDL``:
+    same plans, weights and batches, alternating, after a warm-up (CUDA synchronised around each step).
+    Returns (stock, GDL, the configuration manager)."""
     from nnunetv2.run.run_training import get_trainer_from_args
     trainers = {}
     for name in ("nnUNetTrainer", "nnUNetTrainerGDL"):
-        trainer = get_trainer_from_args(str(DATASET), "3d_fullres", 0, name, device=torch.device("cpu"))
+        trainer = get_trainer_from_args(str(dataset), "3d_fullres", 0, name, device=device)
         trainer.initialize()
         trainers[name] = trainer
     os.environ["nnUNet_n_proc_DA"] = "0"  # batches made here, once, outside the timing
@@ -60,15 +63,26 @@ def speed(steps: int) -> None:
     batches = [next(loader) for _ in range(steps)]
     trainers["nnUNetTrainerGDL"].network.load_state_dict(trainers["nnUNetTrainer"].network.state_dict())
     times: dict[str, list[float]] = {name: [] for name in trainers}
-    for trainer in trainers.values():  # warm-up
+    for trainer in trainers.values():  # warm-up (and compilation)
         trainer.train_step(batches[0])
     for batch in batches:
         for name, trainer in trainers.items():
+            _synchronise(device)
             started = time.perf_counter()
             trainer.train_step(batch)
+            _synchronise(device)
             times[name].append(time.perf_counter() - started)
     stock, ours = (statistics.median(times[n]) for n in ("nnUNetTrainer", "nnUNetTrainerGDL"))
-    plans = trainers["nnUNetTrainer"].configuration_manager
+    return stock, ours, trainers["nnUNetTrainer"].configuration_manager
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def speed(steps: int) -> None:
+    stock, ours, plans = median_step_seconds(DATASET, torch.device("cpu"), steps)
     print(f"\nspeed: full-width planned 3D U-Net, patch {'x'.join(map(str, plans.patch_size))}, "
           f"batch {plans.batch_size}, {torch.get_num_threads()} threads, {steps} steps each (median)")
     print(f"  nnUNetTrainer (stock DC+CE) {stock:7.2f} s/iteration")
