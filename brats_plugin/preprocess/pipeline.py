@@ -40,6 +40,7 @@ from brats_plugin.preprocess.identify import choose_series, format_table
 from brats_plugin.preprocess.native import ATLAS_TO_T1GD, NATIVE_T1GD, TRANSFORMS_FOLDER
 from brats_plugin.preprocess.qc import failed_figures, qc_picture, registration_figures
 from brats_plugin.preprocess.registration import (
+    Pyramid,
     brain_interior,
     chain,
     field_of_view,
@@ -123,9 +124,10 @@ def preprocess(study: str | os.PathLike | None, output: str | os.PathLike, *, ca
 
     say(f"[2/5] registering T1, T2, FLAIR to the T1Gd and the T1Gd to {chosen_atlas.name}")
     native = {s: to_sitk(images[s]) for s in SEQUENCES}
-    to_t1c = {s: register_rigid_same_session(native["T1Gd"], native[s]) for s in SEQUENCES if s != "T1Gd"}
+    t1c = Pyramid(native["T1Gd"])  # its coarser copies made once for all four registrations
+    to_t1c = {s: register_rigid_same_session(t1c, native[s]) for s in SEQUENCES if s != "T1Gd"}
     reference = to_sitk(chosen_atlas.image)
-    to_atlas = register_to_atlas(reference, chosen_atlas.brain_mask, native["T1Gd"])
+    to_atlas = register_to_atlas(reference, chosen_atlas.brain_mask, t1c)
     seconds["registration"] = _lap(started, seconds)
 
     say("[3/5] resampling the four sequences once onto the atlas grid")

@@ -91,23 +91,43 @@ def downsampled(image: sitk.Image, spacing_mm: float) -> sitk.Image:
     return sitk.Resample(smoothed, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
 
 
-def _mask_on(grid: sitk.Image, mask: sitk.Image) -> sitk.Image:
-    return sitk.Resample(mask, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+class Pyramid:
+    """An image and its coarser copies (:func:`downsampled`), each made once, with an optional sampling
+    mask carried onto every level. One pyramid passed to several registrations of the same image (the
+    T1Gd is the fixed image of three and the moving image of the atlas's) shares its levels."""
+
+    def __init__(self, image: sitk.Image, mask: sitk.Image | None = None):
+        self.image, self.mask = image, mask
+        self._levels: dict[float, tuple[sitk.Image, sitk.Image | None]] = {}
+
+    def level(self, spacing_mm: float) -> tuple[sitk.Image, sitk.Image | None]:
+        """The image at ``spacing_mm`` and the mask on its grid (None without a mask)."""
+        if spacing_mm not in self._levels:
+            grid = downsampled(self.image, spacing_mm)
+            mask = None if self.mask is None else sitk.Resample(self.mask, grid, sitk.Transform(),
+                                                                 sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+            self._levels[spacing_mm] = grid, mask
+        return self._levels[spacing_mm]
 
 
-def _register(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, levels_mm: tuple[float, ...], *,
-              fixed_mask: sitk.Image | None = None, iterations: int = 200) -> float:
-    """Mattes mutual information, one optimisation per pyramid level (coarse to fine), updating
-    ``transform`` in place; returns the final metric value. A level of 0 mm is the images as they are."""
+def as_pyramid(image: sitk.Image | Pyramid) -> Pyramid:
+    """``image`` as a :class:`Pyramid` (a pyramid as it is)."""
+    return image if isinstance(image, Pyramid) else Pyramid(image)
+
+
+def _register(fixed: Pyramid, moving: Pyramid, transform: sitk.Transform, levels_mm: tuple[float, ...], *,
+              iterations: int = 200) -> float:
+    """Mattes mutual information, one optimisation per pyramid level (coarse to fine), sampling the
+    fixed image within its mask if it has one, updating ``transform`` in place; returns the final
+    metric value. A level of 0 mm is the images as they are."""
     metric = float("nan")
     for level in levels_mm:
-        fixed_level, moving_level = downsampled(fixed, level), downsampled(moving, level)
+        (fixed_level, mask), (moving_level, _) = fixed.level(level), moving.level(level)
         method = sitk.ImageRegistrationMethod()
         method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=HISTOGRAM_BINS)
         method.SetMetricSamplingStrategy(method.RANDOM)
         points = float(np.prod(fixed_level.GetSize()))
-        if fixed_mask is not None:
-            mask = _mask_on(fixed_level, fixed_mask)
+        if mask is not None:
             method.SetMetricFixedMask(mask)
             points = float(sitk.GetArrayViewFromImage(mask).sum())
         method.SetMetricSamplingPercentage(min(1.0, SAMPLES_PER_ITERATION / max(points, 1.0)), SEED)
@@ -121,11 +141,13 @@ def _register(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform, 
     return metric
 
 
-def register_rigid_same_session(fixed: sitk.Image, moving: sitk.Image) -> Registration:
+def register_rigid_same_session(fixed: sitk.Image | Pyramid, moving: sitk.Image | Pyramid) -> Registration:
     """Rigid (6 parameters) from the identity: a series of the same study onto the T1Gd, at 4 then 2 mm (a
     full-resolution level moved thick-slice series further from the truth: benchmarks/preprocess.py)."""
+    fixed, moving = as_pyramid(fixed), as_pyramid(moving)
     transform = sitk.Euler3DTransform()
-    transform.SetCenter(fixed.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in fixed.GetSize()]))
+    size = fixed.image.GetSize()
+    transform.SetCenter(fixed.image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in size]))
     metric = _register(fixed, moving, transform, SAME_SESSION_LEVELS_MM)
     return Registration(transform, metric)
 
@@ -134,7 +156,7 @@ def register_rigid_same_session(fixed: sitk.Image, moving: sitk.Image) -> Regist
 ATLAS_STAGES = ("rigid", "similarity", "affine")
 
 
-def register_to_atlas(atlas: sitk.Image, atlas_mask: np.ndarray, moving: sitk.Image, *,
+def register_to_atlas(atlas: sitk.Image, atlas_mask: np.ndarray, moving: sitk.Image | Pyramid, *,
                       last_stage: str = "affine") -> Registration:
     """The T1Gd onto the atlas: centres of mass, then rigid, then (unless ``last_stage`` is "rigid") a
     similarity (rigid + isotropic scale) or a full affine stage started from the rigid result.
@@ -144,16 +166,17 @@ def register_to_atlas(atlas: sitk.Image, atlas_mask: np.ndarray, moving: sitk.Im
     interior = sitk.GetImageFromArray(
         np.ascontiguousarray(brain_interior(atlas_mask, atlas.GetSpacing()).transpose(2, 1, 0)).astype(np.uint8))
     interior.CopyInformation(atlas)
-    rigid = sitk.CenteredTransformInitializer(atlas, moving, sitk.Euler3DTransform(),
+    fixed, moving = Pyramid(atlas, interior), as_pyramid(moving)  # levels shared by both stages
+    rigid = sitk.CenteredTransformInitializer(atlas, moving.image, sitk.Euler3DTransform(),
                                               sitk.CenteredTransformInitializerFilter.MOMENTS)
-    metric = _register(atlas, moving, rigid, ATLAS_RIGID_LEVELS_MM, fixed_mask=interior)
+    metric = _register(fixed, moving, rigid, ATLAS_RIGID_LEVELS_MM)
     if last_stage == "rigid":
         return Registration(rigid, metric)
     final = sitk.AffineTransform(3) if last_stage == "affine" else sitk.Similarity3DTransform()
     final.SetCenter(rigid.GetCenter())
     final.SetMatrix(rigid.GetMatrix())
     final.SetTranslation(rigid.GetTranslation())
-    metric = _register(atlas, moving, final, ATLAS_FINAL_LEVELS_MM, fixed_mask=interior)
+    metric = _register(fixed, moving, final, ATLAS_FINAL_LEVELS_MM)
     return Registration(final, metric)
 
 
