@@ -57,6 +57,7 @@ benchmarks: install
 	$(BIN)/python benchmarks/back_to_patient.py
 	$(BIN)/python benchmarks/atlas_stage.py
 	$(BIN)/python benchmarks/registration_libraries.py
+	$(BIN)/python benchmarks/demo.py
 
 # on a CUDA machine: training with autocast and torch.compile, prediction timed (says so and stops without one)
 gpu-check: install

@@ -42,7 +42,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "hypothesis", "monai", "panoptica", "selenium", "httpx", "ruff"],
-        "benchmarks": ["antspyx"],  # ANTsPy, the anchor of benchmarks/registration_libraries.py
+        # ANTsPy, the anchor of benchmarks/registration_libraries.py; the CPU runtimes of benchmarks/predict.py
+        "benchmarks": ["antspyx", "onnx", "onnxruntime", "openvino"],
     },
     entry_points={"console_scripts": ["brats=brats_plugin.cli:main"]},
     classifiers=[

@@ -12,9 +12,14 @@ quality   Dice (WT/TC/ET) on held-out synthetic cases of the trained demo-size m
 network   one forward pass of the BraTS-sized network over the sample case's whole padded brain
           (144x192x160), each variant in its own process: nnU-Net's forward, our lean forward,
           channels-last memory format; seconds and peak memory.
+runtimes  the same pass over the sample case's own preprocessed brain through other CPU runtimes, each in
+          its own process: PyTorch fp32 (the reference), torch.compile (inductor), oneDNN graph fusion
+          (TorchScript), PyTorch bf16 autocast, ONNX Runtime, OpenVINO fp32 and bf16; preparation time
+          (export, compile), the second pass's time, peak memory, and against the reference the largest
+          probability difference and the Dice of each region (sigmoid > 0.5).
 
 Everything lives in benchmarks/output/predict (its own nnU-Net folders). Usage:
-    python benchmarks/predict.py [--part overhead|brats|quality|network|all] [--skip-default]
+    python benchmarks/predict.py [--part overhead|brats|quality|network|runtimes|all] [--skip-default]
 """
 from __future__ import annotations
 
@@ -31,8 +36,10 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from sample_study import machine_and_date
 
 from brats_plugin import convert_release, find_case, find_cases, get_release, write_synthetic_release
+from brats_plugin.cases import read_case_voxels
 from brats_plugin.nnunet_commands import (
     nnunet_executable,
     run_nnunet,
@@ -171,6 +178,90 @@ def part_network() -> None:
         print(f"  {title:34s} {seconds:6.1f} s   peak {peak:5.2f} GiB", flush=True)
 
 
+RUNTIME_PROBE = """
+import io, resource, sys, time, numpy as np, torch
+from brats_plugin.inference import Segmenter
+variant, model, data, out = sys.argv[1:5]
+network = Segmenter(model, device="cpu", mirroring=False)._predictor.network.eval()
+x = torch.from_numpy(np.load(data))
+started = time.perf_counter()
+if variant == "inductor":
+    compiled = torch.compile(network)
+    run = lambda: compiled(x)
+elif variant == "onednn-graph":
+    torch.jit.enable_onednn_fusion(True)
+    with torch.no_grad():
+        traced = torch.jit.freeze(torch.jit.trace(network.network, x))
+    run = lambda: traced(x)
+elif variant == "torch-bf16":
+    def run():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return network(x).float()
+elif variant == "onnxruntime":
+    import onnxruntime
+    buffer = io.BytesIO()
+    torch.onnx.export(network.network, (x,), buffer, input_names=["x"], dynamic_axes={"x": {2: "z", 3: "y", 4: "x"}},
+                      dynamo=False)
+    session = onnxruntime.InferenceSession(buffer.getvalue(), providers=["CPUExecutionProvider"])
+    run = lambda: torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+elif variant.startswith("openvino"):
+    import openvino
+    converted = openvino.convert_model(network.network, example_input=x, input=[(1, x.shape[1], -1, -1, -1)])
+    compiled = openvino.Core().compile_model(converted, "CPU", {
+        "INFERENCE_PRECISION_HINT": "bf16" if variant.endswith("bf16") else "f32", "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    run = lambda: torch.from_numpy(request.infer({0: x.numpy()})[0].copy())
+else:
+    run = lambda: network(x)
+with torch.inference_mode():
+    run()  # compiles or warms up
+    prepared = time.perf_counter() - started
+    started = time.perf_counter()
+    logits = run()
+    seconds = time.perf_counter() - started
+np.save(out, torch.sigmoid(logits.float()).numpy())
+print(prepared, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+"""
+RUNTIMES = ("pytorch", "inductor", "onednn-graph", "torch-bf16", "onnxruntime", "openvino", "openvino-bf16")
+
+
+def part_runtimes() -> None:
+    from brats_plugin.inference import Segmenter
+    from brats_plugin.inference.segmenter import nnunet_preprocess
+    from brats_plugin.inference.whole_brain import total_strides
+    model = brats_sized_model()
+    segmenter = Segmenter(model, device="cpu", mirroring=False)
+    image, voxels = read_case_voxels(find_case(SAMPLE_CASE))
+    predictor = segmenter._predictor
+    data, _ = nnunet_preprocess(predictor, segmenter._preprocessor, voxels, image.affine)
+    strides = total_strides(predictor.configuration_manager)
+    padding = [(0, 0)] + [(0, -n % d) for n, d in zip(data.shape[1:], strides)]
+    data = np.pad(data, padding)[None].astype(np.float32)
+    folder = WORK / "runtimes"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "input.npy", data)
+    del segmenter, predictor
+    print(f"\nruntimes: one pass of the BraTS-sized network (initial weights) over the sample case's preprocessed "
+          f"brain ({'x'.join(map(str, data.shape[2:]))}), 2 CPU cores, one process each; {machine_and_date()}")
+    print(f"  {'runtime':14s} {'prepare':>8s} {'pass':>7s} {'ratio':>6s} {'peak':>9s} {'max |dp|':>9s}  "
+          "Dice per region")
+    reference, reference_seconds = None, 0.0
+    for runtime in RUNTIMES:
+        out = folder / f"{runtime}.npy"
+        completed = subprocess.run([sys.executable, "-c", RUNTIME_PROBE, runtime, str(model), str(folder / "input.npy"),
+                                    str(out)], capture_output=True, text=True)
+        if completed.returncode:
+            print(f"  {runtime:14s} failed: {completed.stderr.strip().splitlines()[-1]}", flush=True)
+            continue
+        prepared, seconds, peak = map(float, completed.stdout.split()[-3:])
+        probabilities = np.load(out)
+        if reference is None:
+            reference, reference_seconds = probabilities, seconds
+        regions = [dice(probabilities[0, c] > 0.5, reference[0, c] > 0.5) for c in range(reference.shape[1])]
+        print(f"  {runtime:14s} {prepared:7.1f}s {seconds:6.1f}s {seconds / reference_seconds:6.2f} {peak:6.2f} GiB "
+              f"{np.abs(probabilities - reference).max():9.2e}  " + " ".join(f"{v:.4f}" for v in regions), flush=True)
+
+
 def trained_demo_model(part: str) -> Path | None:
     """benchmarks/train.py's trained demo-size model, or None (said) when it has not been trained yet."""
     model = TRAINED / "nnUNet_results" / "Dataset950_TrainBench" / DEMO_MODEL
@@ -265,7 +356,7 @@ def part_overhead(rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("overhead", "brats", "quality", "network", "all"), default="all")
+    parser.add_argument("--part", choices=("overhead", "brats", "quality", "network", "runtimes", "all"), default="all")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-default", action="store_true",
                         help="skip the default (mirrored) run on the real case: about half an hour on 2 cores")
@@ -276,6 +367,8 @@ def main() -> None:
         part_quality()
     if args.part in ("network", "all"):
         part_network()
+    if args.part in ("runtimes", "all"):
+        part_runtimes()
     if args.part in ("brats", "all"):
         part_brats(args.skip_default)
 

@@ -164,18 +164,20 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", default="demo_output", help="folder for everything (default demo_output)")
     parser.add_argument("--cases", type=int, default=6, help="synthetic training cases (default 6)")
-    parser.add_argument("--trainer", help="trainer to train (default nnUNetTrainerGDLCE_demo, about 6 minutes "
+    parser.add_argument("--trainer", help="trainer to train (default nnUNetTrainerGDLCE_demo, about 3 minutes "
                                           "on 2 CPU cores; nnUNetTrainerGDL_demo for GDL alone)")
     parser.add_argument("--also", metavar="CASE_DIR", nargs="+", default=[],
                         help="real case folders to segment with the demo model too (make demo passes the "
                              "repository's sample case, tests/data/TCGA-DU-7294)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the synthetic cases (default 0; benchmarks/demo.py runs several)")
     parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> None:
     from brats_plugin.demo import DEMO_TRAINER, run_demo
     run_demo(args.output, training_cases=args.cases, trainer=args.trainer or DEMO_TRAINER, extra_cases=args.also,
-             say=lambda line: print(line, flush=True))
+             seed=args.seed, say=lambda line: print(line, flush=True))
 
 
 def _add_env(commands: argparse._SubParsersAction) -> None:

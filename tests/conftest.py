@@ -86,7 +86,7 @@ def trained_models(planned_datasets):
     """Models for the inference tests, made once: ``{"regions": ..., "regions_stock": ..., "labels": ...}``.
 
     ``regions``: our ``nnUNetTrainerGDL_demo_2epochs`` trained by the real ``nnUNetv2_train`` on folds 1
-    and 2 of the region-based 2021 dataset (4 iterations from a 1% tumour prior: it predicts little).
+    and 2 of the region-based 2021 dataset (4 iterations: it has learned little).
     ``regions_stock`` (2021 regions) and ``labels`` (2023 MET labels): stock ``nnUNetTrainer`` checkpoints
     of fold 0 with their initial random weights (and mirroring axes), saved by nnU-Net's own trainer:
     the loading path of models trained with a stock trainer, and label maps full of every label for

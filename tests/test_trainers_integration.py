@@ -24,6 +24,8 @@ from brats_plugin.trainers import (
     nnUNetTrainerGDL_demo_2epochs,
     nnUNetTrainerGDLCE,
 )
+from brats_plugin.trainers.nnUNetTrainerGDL import channel_shares, prior_bias
+from brats_plugin.trainers.nnUNetTrainerGDL_demo import ADAM_LEARNING_RATE
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +74,48 @@ def test_slim_network_is_the_planned_one_with_fewer_features(planned):
     assert sum(p.numel() for p in slim.parameters()) < sum(p.numel() for p in stock.parameters()) / 8
 
 
+def test_demo_trainers_train_with_adamw_and_the_stock_ones_with_nnunets_sgd(planned):
+    demo = _trainer(nnUNetTrainerGDL_demo_2epochs, REGIONS)
+    assert type(demo.optimizer) is torch.optim.AdamW
+    assert demo.optimizer.param_groups[0]["lr"] == ADAM_LEARNING_RATE
+    assert demo.optimizer.param_groups[0]["weight_decay"] == demo.weight_decay
+    demo.lr_scheduler.step(1)  # nnU-Net's polynomial decay over the schedule's epochs
+    assert demo.optimizer.param_groups[0]["lr"] == pytest.approx(ADAM_LEARNING_RATE * (1 - 1 / demo.num_epochs) ** 0.9)
+    stock = _trainer(nnUNetTrainerGDL, REGIONS)
+    assert type(stock.optimizer) is torch.optim.SGD and stock.optimizer.param_groups[0]["lr"] == 1e-2
+
+
+def test_output_layers_start_from_each_regions_share_of_the_training_patches(planned, monkeypatch, tmp_path):
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")  # augmentation in this process: no workers to clean up
+    trainer = _trainer(nnUNetTrainerGDL_demo_2epochs, REGIONS)
+    monkeypatch.setattr(trainer, "_training_shares", lambda: torch.tensor([0.2, 0.004, 0.03]))
+    trainer.on_train_start()
+    for head in trainer.network.decoder.seg_layers:  # every deep-supervision output
+        assert torch.sigmoid(head.bias).tolist() == pytest.approx([0.2, 0.01, 0.03], rel=1e-5)  # 1 % at least
+    shares = nnUNetTrainerGDL_demo_2epochs._training_shares(trainer)  # from real augmented batches
+    assert shares.shape == (3,) and 0 < shares[2] <= shares[1] <= shares[0] < 1  # ET inside TC inside WT
+    trainer.save_checkpoint(str(tmp_path / "checkpoint.pth"))
+    resumed = _trainer(nnUNetTrainerGDL_demo_2epochs, REGIONS)
+    resumed.load_checkpoint(str(tmp_path / "checkpoint.pth"))
+    monkeypatch.setattr(resumed, "_training_shares", lambda: torch.tensor([0.5, 0.5, 0.5]))
+    resumed.on_train_start()  # a resumed run keeps its trained biases
+    assert torch.sigmoid(resumed.network.decoder.seg_layers[-1].bias).tolist() == pytest.approx([0.2, 0.01, 0.03],
+                                                                                                rel=1e-5)
+
+
+def test_prior_biases_for_regions_and_for_classes():
+    regions = prior_bias(torch.tensor([0.3, 0.001, 0.7]), regions=True)
+    assert torch.sigmoid(regions).tolist() == pytest.approx([0.3, 0.01, 0.5])
+    classes = torch.softmax(prior_bias(torch.tensor([0.9, 0.06, 0.0, 0.04]), regions=False), 0)
+    assert classes.tolist() == pytest.approx([0.89, 0.06, 0.01, 0.04])
+    crowded = torch.softmax(prior_bias(torch.tensor([0.1, 0.3, 0.3, 0.3]), regions=False), 0)
+    assert crowded.tolist() == pytest.approx([0.5, 1 / 6, 1 / 6, 1 / 6])  # foreground together at most 1/2
+    labels = torch.tensor([[[0, 0, 1, 3], [3, 3, 4, 4]]])  # 4: nnU-Net's ignore label of a 4-class dataset
+    assert channel_shares(labels.unsqueeze(1), False, 4).tolist() == pytest.approx([1 / 3, 1 / 6, 0, 1 / 2])
+    masks = torch.tensor([[[True, True], [False, False]], [[True, False], [False, False]]]).unsqueeze(0)
+    assert channel_shares(masks, True, 2).tolist() == pytest.approx([0.5, 0.25])
+
+
 def _check_training_output(folders, dataset, trainer):
     fold = folders["nnUNet_results"] / NAMES[dataset] / f"{trainer}__nnUNetPlans__3d_fullres" / "fold_0"
     assert (fold / "checkpoint_final.pth").is_file()
@@ -80,7 +124,7 @@ def _check_training_output(folders, dataset, trainer):
     rows = (fold / "validation_metrics.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("epoch,dice_") and rows[0].endswith("generalized_dice_score")
     log = max(fold.glob("training_log_*.txt")).read_text()  # the newest: the training run itself
-    assert "Generalised Dice score" in log
+    assert "Generalised Dice score" in log and "output prior (share of the training patches): " in log
     return fold
 
 

@@ -215,12 +215,7 @@ def run_network(predictor, preprocessor, voxels: np.ndarray, affine: np.ndarray,
     from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
     seconds = {} if seconds is None else seconds
     started = time.perf_counter()
-    # nnU-Net's NIfTI readers reverse the axes: arrays (channel, z, y, x), spacing (z, y, x)
-    data = voxels.transpose(0, 3, 2, 1)
-    spacing = [float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)][::-1]
-    data, _, properties = preprocessor.run_case_npy(
-        data, None, {"spacing": spacing}, predictor.plans_manager, predictor.configuration_manager,
-        predictor.dataset_json)
+    data, properties = nnunet_preprocess(predictor, preprocessor, voxels, affine)
     seconds["preprocess"] = _lap(started)
     started = time.perf_counter()
     logits = predictor.predict_logits_from_preprocessed_data(torch.from_numpy(data)).cpu()
@@ -233,6 +228,17 @@ def run_network(predictor, preprocessor, voxels: np.ndarray, affine: np.ndarray,
     seconds["export"] = _lap(started)
     return segmentation.transpose(2, 1, 0), (
         None if channels is None else np.ascontiguousarray(channels.transpose(3, 2, 1, 0), dtype=np.float32))
+
+
+def nnunet_preprocess(predictor, preprocessor, voxels: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, dict]:
+    """nnU-Net's preprocessing (crop, normalise, resample) of channels ``voxels`` (c, x, y, z) on the grid of
+    ``affine``: the network's input (c, z, y, x) and the properties nnU-Net's export needs to undo it."""
+    # nnU-Net's NIfTI readers reverse the axes: arrays (channel, z, y, x), spacing (z, y, x)
+    spacing = [float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)][::-1]
+    data, _, properties = preprocessor.run_case_npy(
+        voxels.transpose(0, 3, 2, 1), None, {"spacing": spacing}, predictor.plans_manager,
+        predictor.configuration_manager, predictor.dataset_json)
+    return data, properties
 
 
 def predict_case(case: Case | str | os.PathLike, model: str | os.PathLike, **options) -> Segmentation:
