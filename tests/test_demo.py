@@ -17,12 +17,13 @@ from brats_plugin.demo import DEMO_TRAINER as TRAINER
 from brats_plugin.preprocess.scanner_study import native_labels
 from brats_plugin.releases import get_release
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(2700)]  # the demo alone takes 8-15 minutes here
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(2700)]  # the demo alone takes 5-8 minutes here
 
 
-#: An untrained network scores about 0.1 here; a trained one above 0.9 on the regions it learned. Short CPU
-#: runs can still leave one region's output dead (a known weakness of the demo schedule, measured: one
-#: region at 0 in some runs), so the mean over WT/TC/ET and the best region are what must show learning.
+#: An untrained network scores about 0.1 here; a trained one above 0.8 on every region (benchmarks/demo.py:
+#: 5 seeds of 5, lowest 0.84). A short CPU run can still, by chance, leave one region behind (seen before
+#: the data prior: ET at 0.21 in one run of 3), so one run must show learning in the mean and the best region;
+#: the benchmark measures the reliability over seeds.
 MIN_MEAN_DICE, MIN_BEST_DICE = 0.5, 0.8
 
 
