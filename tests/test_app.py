@@ -336,9 +336,9 @@ def test_the_apps_prediction_settings_follow_the_device_unless_chosen(choice, de
 
 
 def test_a_jobs_progress_moves_with_every_network_pass_and_tells_the_time_left(monkeypatch):
-    from brats_plugin.app import results
+    from brats_plugin.inference import pace
     clock = iter([100.0, 104.0, 110.0])  # started; 4 s for pass 1; 10 s for passes 1-2
-    monkeypatch.setattr(results.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(pace.time, "monotonic", lambda: next(clock))
     reported: list[tuple[str, float]] = []
     progress = network_progress(lambda stage, fraction: reported.append((stage, fraction)), 0.1, 0.8)
     progress(1, 4)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -374,6 +375,23 @@ def test_progress_counts_every_network_evaluation_of_every_fold(trained_models, 
     assert segmenter._predictor.on_pass is None  # the callback is the call's, not the segmenter's
     segmenter.predict_case(case)  # and a call without one reports nothing
     assert len(reported) == total
+
+
+def test_the_predict_bar_shows_each_network_pass_and_the_time_left(trained_models, test_case_2021, tmp_path,
+                                                                   monkeypatch):
+    from brats_plugin.inference import predict
+    shown: list[str] = []
+
+    class RecordingBar(predict.tqdm):
+        def set_postfix_str(self, text="", refresh=True):
+            shown.append(text)
+            super().set_postfix_str(text, refresh)
+
+    monkeypatch.setattr(predict, "tqdm", RecordingBar)
+    segmenter = Segmenter(trained_models["regions"], mirroring=False, tiling="whole", device="cpu")
+    predict.predict_cases([find_case(test_case_2021)], tmp_path / "out", segmenter, progress=True)
+    assert [text.split(",")[0] for text in shown] == ["network pass 1/2", "network pass 2/2"]  # 1 tile x 2 folds
+    assert re.fullmatch(r"network pass 1/2, about \d+ s left", shown[0]) and shown[1].endswith("about 0 s left")
 
 
 def test_lean_unet_gives_the_networks_own_output(trained_models):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-import time
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +26,7 @@ from brats_plugin.errors import BratsInputError
 from brats_plugin.export.case import load_export_case
 from brats_plugin.export.formats import display_of, export_path, write_exports
 from brats_plugin.export.viewer import PAYLOAD_MEDIA_TYPE, viewer_payload
+from brats_plugin.inference.pace import with_time_left
 from brats_plugin.preprocess import preprocess
 from brats_plugin.preprocess.atlas import MNI152
 
@@ -113,13 +113,8 @@ class CaseProcessor:
 def network_progress(report: Report, start: float, end: float) -> PassProgress:
     """A ``progress(done, total)`` for :meth:`Segmenter.predict_case` that moves the job from ``start``
     to ``end`` with every network evaluation and tells the time left, from the pace so far."""
-    began = time.monotonic()
-
-    def progress(done: int, total: int) -> None:
-        left = (time.monotonic() - began) * (total - done) / done
-        report(f"segmenting: network pass {done} of {total}, about {left:.0f} s left",
-               start + (end - start) * done / total)
-    return progress
+    return with_time_left(lambda done, total, left: report(
+        f"segmenting: network pass {done} of {total}, about {left:.0f} s left", start + (end - start) * done / total))
 
 
 def zip_folder(folder: Path, archive: Path) -> None:

@@ -26,6 +26,7 @@ from brats_plugin.errors import BratsInputError
 from brats_plugin.export.case import load_export_case
 from brats_plugin.export.formats import ExportRequest
 from brats_plugin.files import prepare_output_folder, write_bytes_atomic
+from brats_plugin.inference.pace import with_time_left
 from brats_plugin.inference.segmenter import Segmentation, Segmenter
 from brats_plugin.postprocessing.rules import RULES_FILE
 from brats_plugin.preprocess.native import way_back
@@ -100,12 +101,11 @@ def predict_cases(cases: list[Case], output: str | os.PathLike, segmenter: Segme
     written: list[str] = []
     try:
         bar = tqdm(todo, unit="case", disable=not progress, leave=False)
-        def passes(done: int, total: int) -> None:  # the bar tells the network passes of the current case
-            bar.set_postfix_str(f"network pass {done}/{total}")
         for case in bar:
             started = time.perf_counter()
-            segmentation = segmenter.predict_case(case, probabilities=probabilities,
-                                                  progress=passes if progress else None)
+            passes = with_time_left(lambda done, total, left: bar.set_postfix_str(  # the current case's passes
+                f"network pass {done}/{total}, about {left:.0f} s left")) if progress else None
+            segmentation = segmenter.predict_case(case, probabilities=probabilities, progress=passes)
             files = segmentation.save(output)
             if exports:
                 native = segmentation.native.image if segmentation.native else None
