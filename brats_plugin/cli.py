@@ -65,6 +65,17 @@ def _sequence_options(args: argparse.Namespace) -> dict[str, str | None]:
     return {sequence: getattr(args, flag[2:]) for flag, sequence in _SEQUENCE_FLAGS.items()}
 
 
+def _non_negative_int(text: str) -> int:
+    """A seed: numpy's generators refuse negative ones."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 or more")
+    return value
+
+
 def _positive(text: str) -> tuple:
     values = _triple(float)(text)
     if min(values) <= 0:
@@ -128,7 +139,7 @@ def _add_synth(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--spacing", type=_positive, default=(1.0, 1.0, 1.0), help="mm, default 1,1,1")
     parser.add_argument("--rotate", type=_triple(float), default=(0.0, 0.0, 0.0),
                         help="oblique grid: degrees about x,y,z (default 0,0,0)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default 0)")
     parser.add_argument("--first-index", type=int, default=1, help="number of the first case id (default 1)")
     parser.add_argument("--images-only", action="store_true", help="no segmentation (a test set)")
     parser.add_argument("--scanner", action="store_true",
@@ -169,7 +180,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--also", metavar="CASE_DIR", nargs="+", default=[],
                         help="real case folders to segment with the demo model too (make demo passes the "
                              "repository's sample case, tests/data/TCGA-DU-7294)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=_non_negative_int, default=0,
                         help="seed of the synthetic cases (default 0; benchmarks/demo.py runs several)")
     parser.set_defaults(run=_run_demo)
 

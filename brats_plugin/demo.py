@@ -81,7 +81,7 @@ def run_demo(output: str | Path = "demo_output", *, training_cases: int = 6, tes
     # one worker each for the fingerprint (-npfp defaults to 8, whose start-up took 28 s on 2 cores) and the
     # preprocessing; no --verify_dataset_integrity: the conversion has checked every case (its pool: 14 s)
     arguments = ["-d", str(DEMO_DATASET_ID), "-c", "3d_fullres", "-npfp", "1", "-np", "1"]
-    say(f"[3/6] nnUNetv2_plan_and_preprocess {' '.join(arguments)}  (about 15 s)")
+    say(f"[3/6] nnUNetv2_plan_and_preprocess {' '.join(arguments)}  (about a minute)")
     run_nnunet_logged("nnUNetv2_plan_and_preprocess", arguments, environment, logs / "plan_and_preprocess.log")
     preprocessed = folders["nnUNet_preprocessed"] / result.dataset_folder.name
     plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())["configurations"]["3d_fullres"]

@@ -48,6 +48,14 @@ def test_bad_option_value_is_a_usage_error(tmp_path):
     assert completed.returncode == 2 and "expected three comma-separated numbers" in completed.stderr
 
 
+@pytest.mark.parametrize("command", [["demo", "--output"], ["synth"]])
+def test_a_negative_seed_is_a_usage_error(command, tmp_path):
+    completed = subprocess.run(BRATS + command + [str(tmp_path / "out"), "--seed", "-3"], capture_output=True,
+                               text=True, timeout=60)
+    assert completed.returncode == 2 and "--seed: '-3': must be 0 or more" in completed.stderr
+    assert "Traceback" not in completed.stderr and not (tmp_path / "out").exists()
+
+
 def test_unknown_release_is_one_line(tmp_path):
     completed = subprocess.run(BRATS + ["synth", str(tmp_path), "--release", "1999"], capture_output=True,
                                text=True, timeout=60)

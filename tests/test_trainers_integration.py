@@ -114,6 +114,8 @@ def test_prior_biases_for_regions_and_for_classes():
     assert channel_shares(labels.unsqueeze(1), False, 4).tolist() == pytest.approx([1 / 3, 1 / 6, 0, 1 / 2])
     masks = torch.tensor([[[True, True], [False, False]], [[True, False], [False, False]]]).unsqueeze(0)
     assert channel_shares(masks, True, 2).tolist() == pytest.approx([0.5, 0.25])
+    ignored = torch.tensor([[[False, False], [True, True]]]).unsqueeze(0)  # nnU-Net's extra ignore-label mask
+    assert channel_shares(torch.cat([masks, ignored], 1), True, 2).tolist() == pytest.approx([1.0, 0.5])
 
 
 def _check_training_output(folders, dataset, trainer):

@@ -1,5 +1,6 @@
-"""The time left of a case's network work, from the pace of its passes so far (no heavy imports: the
-progress bar of ``brats predict`` and the app's job page both use it)."""
+"""The time left of a case's network work, from its pace so far (no heavy imports: the progress bar of
+``brats predict`` and the app's job page both use it). The clock starts with the case, so its reading and
+nnU-Net's preprocessing count as part of the first pass: the first estimates run a little high."""
 from __future__ import annotations
 
 import time

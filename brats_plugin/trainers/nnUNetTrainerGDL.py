@@ -45,12 +45,7 @@ class nnUNetTrainerGDL(nnUNetTrainer):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = default_device()):  # noqa: B008 (nnU-Net passes a device; a default fits this machine)
         super().__init__(plans, configuration, fold, dataset_json, device)
-
-    def initialize(self):
-        was_initialized = self.was_initialized
-        super().initialize()
-        if not was_initialized:
-            self._prior_pending = True  # set once the data loaders exist; a checkpoint's weights cancel it
+        self._prior_pending = True  # set once the data loaders exist; a checkpoint's weights cancel it
 
     def load_checkpoint(self, filename_or_checkpoint) -> None:
         super().load_checkpoint(filename_or_checkpoint)
@@ -58,7 +53,7 @@ class nnUNetTrainerGDL(nnUNetTrainer):
 
     def on_train_start(self):
         super().on_train_start()
-        if getattr(self, "_prior_pending", False):
+        if self._prior_pending:
             self._start_from_prior(self._training_shares())
             self._prior_pending = False
 
@@ -80,16 +75,16 @@ class nnUNetTrainerGDL(nnUNetTrainer):
 
     def _start_from_prior(self, shares: torch.Tensor) -> None:
         """Bias the output layers so that the untrained network gives every voxel each region's (or
-        foreground class's) share of the training patches, clamped to [:data:`FOREGROUND_PRIOR`, 1/2].
+        foreground class's) share of the training patches, clamped as :func:`prior_bias` says.
 
         A Dice-type loss alone learns very slowly from nnU-Net's default start, where every voxel is
         foreground with probability 1/2 (sigmoid) or 1/C (softmax): the false-positive volume swamps
         the denominator and the gradients are tiny. Starting from a small prior (RetinaNet's
         initialisation for the focal loss) lets the loss see the tumour at once. One small prior for
         every region starves the larger ones instead, as the gradient through the sigmoid is about the
-        prior: on the demo (AdamW, lr 1e-3), a whole-tumour output started at 1 % (its share of the patches:
-        2.3 %) was still below 0.1 everywhere after 150 iterations. Checkpoints overwrite the bias as
-        usual. Other architectures are left alone.
+        prior: in a run on the demo's data (AdamW at lr 1e-3, 150 iterations), a whole-tumour output started
+        at 1 % (its share of the patches: 2.3 %) was still below 0.1 everywhere at the end. Checkpoints
+        overwrite the bias as usual. Other architectures are left alone.
         """
         network = self.network.module if self.is_ddp else self.network
         network = getattr(network, "_orig_mod", network)  # under torch.compile
@@ -158,19 +153,25 @@ class nnUNetTrainerGDL(nnUNetTrainer):
 
 
 def channel_shares(target: torch.Tensor, regions: bool, channels: int) -> torch.Tensor:
-    """Each of ``channels`` output channels' share of the voxels of a training target: per region of
-    (b, regions, ...) masks, or per class (background first) of a (b, 1, ...) label map, whose ignored
-    voxels (nnU-Net's ignore label, above every class) are not counted."""
+    """Each of ``channels`` output channels' share of the annotated voxels of a training target: per region
+    of (b, regions[, ignore], ...) masks, or per class (background first) of a (b, 1, ...) label map.
+    Voxels of nnU-Net's ignore label (an extra last region mask; the label above every class) are not
+    counted."""
     if regions:
-        return target.float().mean(dim=[d for d in range(target.ndim) if d != 1]).cpu()[:channels]
+        target = target.float().cpu()
+        ignored = target[:, channels:channels + 1] if target.shape[1] > channels else torch.zeros_like(target[:, :1])
+        annotated = 1 - ignored
+        axes = [d for d in range(target.ndim) if d != 1]
+        return (target[:, :channels] * annotated).sum(dim=axes) / annotated.sum().clamp_min(1)
     counts = torch.bincount(target.long().flatten().cpu(), minlength=channels)[:channels].float()
     return counts / counts.sum().clamp_min(1)
 
 
 def prior_bias(shares: torch.Tensor, regions: bool) -> torch.Tensor:
     """Output biases with which an untrained network predicts ``shares`` on every voxel: sigmoid(bias) for
-    regions, softmax(bias) for classes (background first); regions and foreground classes are clamped to
-    [:data:`FOREGROUND_PRIOR`, 1/2] (the foreground classes together to at most 1/2)."""
+    regions, softmax(bias) for classes (background first). Regions and foreground classes are clamped to
+    [:data:`FOREGROUND_PRIOR`, 1/2]; foreground classes that then add up to more than 1/2 are scaled down
+    together to 1/2 (with many classes, below :data:`FOREGROUND_PRIOR` each)."""
     if regions:
         prior = shares.clamp(FOREGROUND_PRIOR, 0.5)
         return torch.log(prior / (1 - prior))

@@ -1,4 +1,4 @@
-"""CPU-friendly variants for the demo and the tests: a slimmer planned 3D U-Net, short schedules, Adam.
+"""CPU-friendly variants for the demo and the tests: a slimmer planned 3D U-Net, short schedules, AdamW.
 
 The network is nnU-Net's planned one (same stages, kernels, strides, deep supervision) with fewer
 feature maps per stage: on 2 CPU cores the full-width network costs several seconds per iteration,
@@ -87,7 +87,7 @@ class nnUNetTrainerGDLCE_demo(_SlimDemo, nnUNetTrainerGDLCE):
 
 
 class nnUNetTrainerDCCE_demo(_SlimDemo, nnUNetTrainer):
-    """Stock nnU-Net loss (Dice + CE) on the slim demo network and schedule: the benchmark's baseline."""
+    """Stock nnU-Net loss (Dice + CE) on the slim demo network, schedule and optimiser: the benchmark's baseline."""
 
 
 class nnUNetTrainerGDL_demo_2epochs(_SlimDemo, nnUNetTrainerGDL):
