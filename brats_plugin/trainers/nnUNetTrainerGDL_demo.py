@@ -104,6 +104,7 @@ class nnUNetTrainerGDLCE_demo_2epochs(_SlimDemo, nnUNetTrainerGDLCE):
 
 class nnUNetTrainerDCCE_demo_6epochs(_SlimDemo, nnUNetTrainer):
     """For tests: stock loss, slim network, 6 epochs of 10 iterations; learns a brain-extraction model on
-    skull-on phantoms at 2 mm (validation pseudo Dice 0.97 after 6 epochs, measured 2026-12-02)."""
+    skull-on phantoms at 2 mm (validation pseudo Dice 0.97 after 6 epochs with SGD, measured 2026-12-02;
+    with AdamW the brain-extraction test's Dice > 0.9 held on 2026-12-03)."""
 
     schedule = (6, 10, 2)
