@@ -32,6 +32,7 @@ from brats_plugin import nifti
 from brats_plugin.cases import NATIVE_MASK_SUFFIX, Case, find_case, identify_file, read_case_voxels
 from brats_plugin.devices import resolve_device
 from brats_plugin.errors import BratsInputError, IncompatibleModelError
+from brats_plugin.geometry import voxel_spacing
 from brats_plugin.inference.labels import label_map, model_release
 from brats_plugin.inference.model import AXIS_REVERSING_READERS, TrainedModel, open_model
 from brats_plugin.inference.settings import TILINGS, WHOLE_BRAIN_BUDGET
@@ -234,7 +235,7 @@ def nnunet_preprocess(predictor, preprocessor, voxels: np.ndarray, affine: np.nd
     """nnU-Net's preprocessing (crop, normalise, resample) of channels ``voxels`` (c, x, y, z) on the grid of
     ``affine``: the network's input (c, z, y, x) and the properties nnU-Net's export needs to undo it."""
     # nnU-Net's NIfTI readers reverse the axes: arrays (channel, z, y, x), spacing (z, y, x)
-    spacing = [float(s) for s in np.linalg.norm(affine[:3, :3], axis=0)][::-1]
+    spacing = list(voxel_spacing(affine))[::-1]
     data, _, properties = preprocessor.run_case_npy(
         voxels.transpose(0, 3, 2, 1), None, {"spacing": spacing}, predictor.plans_manager,
         predictor.configuration_manager, predictor.dataset_json)

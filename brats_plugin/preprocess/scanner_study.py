@@ -25,7 +25,7 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from scipy import ndimage
 
 from brats_plugin.errors import BratsInputError
-from brats_plugin.geometry import LPS_TO_RAS, rotation_matrix
+from brats_plugin.geometry import LPS_TO_RAS, rotation_matrix, voxel_spacing
 from brats_plugin.releases import SEQUENCES
 
 #: Relative intensity of skull (bone, dark) and scalp (fat, bright on T1) per sequence.
@@ -127,7 +127,7 @@ def write_scanner_study(folder: str | os.PathLike, images: dict[str, np.ndarray]
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     specs = specs or default_specs()
-    spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
+    spacing = voxel_spacing(affine)
     heads = add_skull(images, spacing) if skull else {k: v.astype(np.float32) for k, v in images.items()}
     centre = (affine @ np.append((np.array(next(iter(images.values())).shape) - 1) / 2, 1))[:3]
     head_pose = np.eye(4) if head_pose is None else head_pose
