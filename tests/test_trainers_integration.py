@@ -25,7 +25,7 @@ from brats_plugin.trainers import (
     nnUNetTrainerGDLCE,
 )
 from brats_plugin.trainers.nnUNetTrainerGDL import channel_shares, prior_bias
-from brats_plugin.trainers.nnUNetTrainerGDL_demo import ADAM_LEARNING_RATE
+from brats_plugin.trainers.nnUNetTrainerGDL_demo import ADAM_LEARNING_RATE, OUTPUT_LEARNING_RATE_FACTOR
 
 pytestmark = pytest.mark.integration
 
@@ -74,13 +74,18 @@ def test_slim_network_is_the_planned_one_with_fewer_features(planned):
     assert sum(p.numel() for p in slim.parameters()) < sum(p.numel() for p in stock.parameters()) / 8
 
 
-def test_demo_trainers_train_with_adamw_and_the_stock_ones_with_nnunets_sgd(planned):
+def test_demo_trainers_train_with_adamw_output_layers_faster_stock_ones_with_nnunets_sgd(planned):
     demo = _trainer(nnUNetTrainerGDL_demo_2epochs, REGIONS)
     assert type(demo.optimizer) is torch.optim.AdamW
-    assert demo.optimizer.param_groups[0]["lr"] == ADAM_LEARNING_RATE
-    assert demo.optimizer.param_groups[0]["weight_decay"] == demo.weight_decay
-    demo.lr_scheduler.step(1)  # nnU-Net's polynomial decay over the schedule's epochs
-    assert demo.optimizer.param_groups[0]["lr"] == pytest.approx(ADAM_LEARNING_RATE * (1 - 1 / demo.num_epochs) ** 0.9)
+    body, heads = demo.optimizer.param_groups
+    assert {id(p) for p in heads["params"]} == {id(p) for p in demo.network.decoder.seg_layers.parameters()}
+    assert len(body["params"]) + len(heads["params"]) == len(list(demo.network.parameters()))
+    assert body["weight_decay"] == heads["weight_decay"] == demo.weight_decay
+    for epoch in (0, 1):  # nnU-Net's polynomial decay over the schedule's epochs, output layers 10x faster
+        demo.lr_scheduler.step(epoch)
+        decayed = ADAM_LEARNING_RATE * (1 - epoch / demo.num_epochs) ** 0.9
+        assert body["lr"] == pytest.approx(decayed)
+        assert heads["lr"] == pytest.approx(decayed * OUTPUT_LEARNING_RATE_FACTOR)
     stock = _trainer(nnUNetTrainerGDL, REGIONS)
     assert type(stock.optimizer) is torch.optim.SGD and stock.optimizer.param_groups[0]["lr"] == 1e-2
 

@@ -20,7 +20,7 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.helpers import softmax_helper_dim1
-from torch import distributed
+from torch import distributed, nn
 
 from brats_plugin.devices import default_device
 from brats_plugin.trainers.generalized_dice import (
@@ -86,9 +86,7 @@ class nnUNetTrainerGDL(nnUNetTrainer):
         at 1 % (its share of the patches: 2.3 %) was still below 0.1 everywhere at the end. Checkpoints
         overwrite the bias as usual. Other architectures are left alone.
         """
-        network = self.network.module if self.is_ddp else self.network
-        network = getattr(network, "_orig_mod", network)  # under torch.compile
-        heads = getattr(getattr(network, "decoder", None), "seg_layers", None)
+        heads = output_layers(self.network)
         if heads is None:
             self.print_to_log_file("network has no decoder.seg_layers: output bias left at nnU-Net's init")
             return
@@ -150,6 +148,14 @@ class nnUNetTrainerGDL(nnUNetTrainer):
                 writer.writerow(["epoch", *(f"dice_{n.replace(' ', '_')}" for n in self._class_names()),
                                  "generalized_dice_score"])
             writer.writerow([row[0], *(f"{v:.6f}" for v in row[1:])])
+
+
+def output_layers(network: nn.Module) -> nn.ModuleList | None:
+    """The output (segmentation) layers of nnU-Net's U-Nets, one per deep-supervision scale, through a
+    DDP or ``torch.compile`` wrapper; None for an architecture without ``decoder.seg_layers``."""
+    network = getattr(network, "module", network)  # under DDP
+    network = getattr(network, "_orig_mod", network)  # under torch.compile
+    return getattr(getattr(network, "decoder", None), "seg_layers", None)
 
 
 def channel_shares(target: torch.Tensor, regions: bool, channels: int) -> torch.Tensor:
