@@ -74,7 +74,7 @@ def test_slim_network_is_the_planned_one_with_fewer_features(planned):
     assert sum(p.numel() for p in slim.parameters()) < sum(p.numel() for p in stock.parameters()) / 8
 
 
-def test_demo_trainers_train_with_adamw_output_layers_faster_stock_ones_with_nnunets_sgd(planned):
+def test_demo_trainers_train_with_adamw_output_layers_faster_stock_ones_with_nnunets_sgd(planned, tmp_path):
     demo = _trainer(nnUNetTrainerGDL_demo_2epochs, REGIONS)
     assert type(demo.optimizer) is torch.optim.AdamW
     body, heads = demo.optimizer.param_groups
@@ -86,6 +86,12 @@ def test_demo_trainers_train_with_adamw_output_layers_faster_stock_ones_with_nnu
         decayed = ADAM_LEARNING_RATE * (1 - epoch / demo.num_epochs) ** 0.9
         assert body["lr"] == pytest.approx(decayed)
         assert heads["lr"] == pytest.approx(decayed * OUTPUT_LEARNING_RATE_FACTOR)
+    demo.save_checkpoint(str(tmp_path / "checkpoint.pth"))  # a resumed run keeps the two groups
+    resumed = _trainer(nnUNetTrainerGDL_demo_2epochs, REGIONS)
+    resumed.load_checkpoint(str(tmp_path / "checkpoint.pth"))
+    resumed.lr_scheduler.step(1)
+    assert [group["lr"] for group in resumed.optimizer.param_groups] == pytest.approx(
+        [body["lr"], body["lr"] * OUTPUT_LEARNING_RATE_FACTOR])
     stock = _trainer(nnUNetTrainerGDL, REGIONS)
     assert type(stock.optimizer) is torch.optim.SGD and stock.optimizer.param_groups[0]["lr"] == 1e-2
 

@@ -21,6 +21,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 from torch import distributed, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from brats_plugin.devices import default_device
 from brats_plugin.trainers.generalized_dice import (
@@ -153,7 +154,8 @@ class nnUNetTrainerGDL(nnUNetTrainer):
 def output_layers(network: nn.Module) -> nn.ModuleList | None:
     """The output (segmentation) layers of nnU-Net's U-Nets, one per deep-supervision scale, through a
     DDP or ``torch.compile`` wrapper; None for an architecture without ``decoder.seg_layers``."""
-    network = getattr(network, "module", network)  # under DDP
+    if isinstance(network, DistributedDataParallel):
+        network = network.module
     network = getattr(network, "_orig_mod", network)  # under torch.compile
     return getattr(getattr(network, "decoder", None), "seg_layers", None)
 

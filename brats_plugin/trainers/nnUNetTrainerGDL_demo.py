@@ -87,9 +87,9 @@ class _SlimDemo:
         """AdamW with the output layers in a group of their own, at :data:`OUTPUT_LEARNING_RATE_FACTOR`
         times the learning rate, both decayed polynomially as nnU-Net's."""
         heads = output_layers(self.network)
-        head_parameters = {id(p) for p in heads.parameters()} if heads is not None else set()
-        groups = [{"params": [p for p in self.network.parameters() if id(p) not in head_parameters]}]
-        if head_parameters:
+        head_ids = {id(p) for p in heads.parameters()} if heads is not None else set()
+        groups = [{"params": [p for p in self.network.parameters() if id(p) not in head_ids]}]
+        if head_ids:
             groups.append({"params": list(heads.parameters()), "lr_scale": OUTPUT_LEARNING_RATE_FACTOR})
         optimizer = torch.optim.AdamW(groups, lr=self.initial_lr, weight_decay=self.weight_decay)
         return optimizer, ScaledPolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
