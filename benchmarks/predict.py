@@ -6,7 +6,10 @@ overhead  the same model, cases and settings through nnU-Net's own sequential pr
 brats     the real sample case (240x240x155) through a network with BraTS-sized plans (a full-size
           synthetic dataset planned by nnU-Net; stock nnUNetTrainer initial weights, which time the
           same as trained ones): wall time and peak memory of whole ``brats predict`` runs, default
-          settings and ``--fast``, plus the CPU speed-ups tried for ``--fast``.
+          settings, ``--fast`` and ``--fast --precision bfloat16`` (on a CPU that has it).
+precision bfloat16 against float32 with a trained model (``--model``, default the demo-size model of
+          benchmarks/train.py): per case Dice of each region between the two label maps, the largest
+          probability difference and the network seconds of each, for ``--fast`` and nnU-Net's settings.
 quality   Dice (WT/TC/ET) on held-out synthetic cases of the trained demo-size model (from
           benchmarks/train.py) with the default settings and with each ``--fast`` ingredient.
 network   one forward pass of the BraTS-sized network over the sample case's whole padded brain
@@ -19,7 +22,8 @@ runtimes  the same pass over the sample case's own preprocessed brain through ot
           probability difference and the Dice of each region (sigmoid > 0.5).
 
 Everything lives in benchmarks/output/predict (its own nnU-Net folders). Usage:
-    python benchmarks/predict.py [--part overhead|brats|quality|network|runtimes|all] [--skip-default]
+    python benchmarks/predict.py [--part overhead|brats|quality|precision|network|runtimes|all] [--skip-default]
+        [--model TRAINED_MODEL]
 """
 from __future__ import annotations
 
@@ -140,6 +144,12 @@ def part_brats(skip_default: bool) -> None:
         ("brats predict --fast", brats(model, "fast", "--fast")),
         ("brats predict --fast -j 1", brats(model, "fast1", "--fast", "-j", "1")),
     ]
+    import torch
+
+    from brats_plugin.inference.precision import bfloat16_supported
+    if bfloat16_supported(torch.device("cpu")):
+        runs.append(("brats predict --fast --precision bfloat16", brats(model, "bf16", "--fast", "--precision",
+                                                                         "bfloat16")))
     if not skip_default:
         runs.append(("brats predict (default: mirroring, nnU-Net tiles)", brats(model, "default")))
     folders = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
@@ -312,6 +322,46 @@ def part_quality() -> None:
             print(f"  {name:36s} {change}   {np.mean(seconds):5.2f} s", flush=True)
 
 
+def part_precision(model: Path | None) -> None:
+    """bfloat16 against float32 with a trained model: per case, the Dice of each region between the two
+    label maps and the largest probability difference, with each setting's network seconds."""
+    from brats_plugin.inference import Segmenter
+    from brats_plugin.inference.precision import bfloat16_supported
+    model = model or trained_demo_model("precision")
+    if model is None:
+        return
+    import torch
+    if not bfloat16_supported(torch.device("cpu")):
+        print("\nprecision: this CPU has no bfloat16 arithmetic (AVX-512 BF16 or AMX); nothing to compare")
+        return
+    larger = WORK / "quality_128x128x96"
+    if not larger.exists():
+        write_synthetic_release(larger, "2021", 4, shape=(128, 128, 96), seed=100, first_index=201)
+    release = get_release("2021")
+    groups = (("held-out synthetic 96x96x72", find_cases(TRAINED / "test") if model.is_relative_to(TRAINED) else []),
+              ("held-out synthetic 128x128x96", find_cases(larger)), ("the real sample case", [find_case(SAMPLE_CASE)]))
+    print(f"\nprecision: bfloat16 autocast against float32, trained model {model.parent.name}/{model.name}; "
+          f"{machine_and_date()}")
+    print(f"  {'case':28s} {'settings':22s} {'float32':>8s} {'bfloat16':>9s} {'max |dp|':>9s}  Dice " +
+          " / ".join(r.abbreviation for r in release.regions))
+    worst = {r.abbreviation: 1.0 for r in release.regions}
+    for settings in ({"mirroring": False, "tiling": "whole"}, {"mirroring": True, "tiling": "nnunet"}):
+        pair = [Segmenter(model, device="cpu", precision=p, **settings) for p in ("float32", "bfloat16")]
+        name = "--fast" if not settings["mirroring"] else "mirroring, nnU-Net tiles"
+        for title, cases in groups:
+            for case in cases:
+                results = [segmenter.predict_case(case, probabilities=True) for segmenter in pair]
+                scores = [dice(np.isin(results[1].labels, r.labels), np.isin(results[0].labels, r.labels))
+                          for r in release.regions]
+                for region, score in zip(release.regions, scores):
+                    worst[region.abbreviation] = min(worst[region.abbreviation], score)
+                difference = np.abs(results[1].probabilities - results[0].probabilities).max()
+                print(f"  {title[:17] + ' ' + case.case_id[-9:]:28s} {name:22s} "
+                      f"{results[0].seconds['network']:7.1f}s {results[1].seconds['network']:8.1f}s "
+                      f"{difference:9.2e}  " + " / ".join(f"{v:.4f}" for v in scores), flush=True)
+    print("  lowest Dice per region: " + ", ".join(f"{k} {v:.4f}" for k, v in worst.items()))
+
+
 def part_overhead(rounds: int) -> None:
     """nnU-Net's sequential predictor vs ours on the demo-size model and its held-out cases."""
     import torch
@@ -356,7 +406,10 @@ def part_overhead(rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("overhead", "brats", "quality", "network", "runtimes", "all"), default="all")
+    parser.add_argument("--part", choices=("overhead", "brats", "quality", "precision", "network", "runtimes", "all"),
+                        default="all")
+    parser.add_argument("--model", type=Path, help="trained model for --part precision (default: the demo-size "
+                                                   "model of benchmarks/train.py)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-default", action="store_true",
                         help="skip the default (mirrored) run on the real case: about half an hour on 2 cores")
@@ -365,6 +418,8 @@ def main() -> None:
         part_overhead(args.rounds)
     if args.part in ("quality", "all"):
         part_quality()
+    if args.part in ("precision", "all"):
+        part_precision(args.model)
     if args.part in ("network", "all"):
         part_network()
     if args.part in ("runtimes", "all"):

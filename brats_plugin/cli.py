@@ -231,7 +231,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _add_predict(commands: argparse._SubParsersAction) -> None:
     from brats_plugin.devices import DEVICE_CHOICES
-    from brats_plugin.inference.settings import TILINGS
+    from brats_plugin.inference.settings import PRECISIONS, TILINGS
     parser = commands.add_parser(
         "predict", help="segment BraTS cases with a trained model: labelled NIfTI masks and volumes",
         description="Segment one case folder, a folder of case folders, or four explicit files with a trained "
@@ -274,6 +274,10 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
                         help="nnunet: overlapping planned patches at --step-size (default); whole: one network pass "
                              "over the whole cropped brain, or the fewest near-whole tiles when it exceeds 1.6 "
                              "planned patches (--fast)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="the network's arithmetic: auto (nnU-Net's: float16 on CUDA, float32 elsewhere; the "
+                             "default), float32, or bfloat16: on a CPU with AVX-512 BF16 or AMX about 2-3x faster "
+                             "and half the memory, labels not identical (docs/benchmarks.md)")
     parser.add_argument("--step-size", type=float, default=0.5, help="sliding-window step, fraction of the "
                                                                       "patch (default 0.5)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="default auto: cuda, mps, cpu")
@@ -317,6 +321,8 @@ def _run_predict(args: argparse.Namespace) -> None:
         settings["mirroring"] = False
     if args.tiling:
         settings["tiling"] = args.tiling
+    if args.precision:
+        settings["precision"] = args.precision
     segmenter = Segmenter(args.model, folds=args.folds, checkpoint=args.checkpoint, device=args.device,
                           step_size=args.step_size, release=args.release, threads=args.threads,
                           postprocessing=args.postprocessing, **settings)

@@ -129,6 +129,24 @@ def test_real_case_keeps_its_exact_header_and_gets_volumes(trained_models, tmp_p
     assert report["volumes"]["regions"]["WT"]["mL"] == pytest.approx(np.count_nonzero(labels) / 1000.0)
     rows = (tmp_path / "out" / "volumes.csv").read_text().splitlines()
     assert rows[0].startswith("case_id,label 1 NCR/NET (mL)") and rows[1].startswith("TCGA-DU-7294,")
+    assert report["precision"] == "auto"
+
+
+def test_precision_bfloat16_from_the_command_line(trained_models, test_case_2021, tmp_path):
+    """Where the CPU computes bfloat16 the run uses it and says so in the report; elsewhere it is refused."""
+    import torch
+
+    from brats_plugin.inference.precision import bfloat16_supported
+    completed = brats_predict("-i", test_case_2021, "-o", tmp_path / "out", "-m", trained_models["regions_stock"],
+                              "--fast", "--precision", "bfloat16", "--device", "cpu")
+    if not bfloat16_supported(torch.device("cpu")):
+        _assert_refused(completed, "--precision bfloat16", "no bfloat16 arithmetic")
+        assert _no_outputs(tmp_path / "out")
+        return
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads((tmp_path / "out" / f"{test_case_2021.name}.json").read_text())
+    assert report["precision"] == "bfloat16"
+    assert labels_of(tmp_path / "out" / f"{test_case_2021.name}.nii.gz").shape == SMALL_SHAPE
 
 
 # ---- labels, volumes, probabilities -----------------------------------------------------------------
@@ -392,6 +410,57 @@ def test_the_predict_bar_shows_each_network_pass_and_the_time_left(trained_model
     predict.predict_cases([find_case(test_case_2021)], tmp_path / "out", segmenter, progress=True)
     assert [text.split(",")[0] for text in shown] == ["network pass 1/2", "network pass 2/2"]  # 1 tile x 2 folds
     assert re.fullmatch(r"network pass 1/2, about \d+ s left", shown[0]) and shown[1].endswith("about 0 s left")
+
+
+def _run_recording_dtypes(segmenter: Segmenter, case) -> tuple:
+    """``segmenter``'s result for ``case``, the dtypes its first convolution and its network returned, and the
+    spatial shape of every network call."""
+    import torch
+    convolutions, logits, shapes = set(), set(), []
+    network = segmenter._predictor.network
+    first_conv = next(m for m in network.modules() if isinstance(m, torch.nn.Conv3d))
+    def record(module, inputs, output) -> None:  # a hook returning a value would replace the output
+        logits.add(output.dtype)
+        shapes.append(tuple(inputs[0].shape[2:]))
+    hooks = [first_conv.register_forward_hook(lambda m, i, o: convolutions.add(o.dtype)),
+             network.register_forward_hook(record)]
+    try:
+        return segmenter.predict_case(case, probabilities=True), convolutions, logits, shapes
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def test_bfloat16_runs_the_network_in_bfloat16_on_the_same_tiles(trained_models, test_case_2021, tmp_path):
+    """Convolutions compute in bfloat16, the logits come back in float32, the labels stay close to float32's,
+    and the tiles are float32's (a larger tile would change the labels more than the precision does). A
+    CPU without bfloat16 arithmetic refuses the setting instead."""
+    import torch
+
+    from brats_plugin.errors import BratsInputError
+    from brats_plugin.inference.precision import bfloat16_supported
+    model = trained_models["regions_stock"]
+    if not bfloat16_supported(torch.device("cpu")):
+        with pytest.raises(BratsInputError, match="no bfloat16 arithmetic"):
+            Segmenter(model, device="cpu", precision="bfloat16")
+        return
+    segmenters = {p: Segmenter(model, device="cpu", mirroring=False, tiling="whole", precision=p)
+                  for p in ("float32", "bfloat16")}
+    small = find_case(test_case_2021)  # one tile in either precision: only the arithmetic differs
+    results = {}
+    for precision, segmenter in segmenters.items():
+        results[precision], convolutions, logits, _ = _run_recording_dtypes(segmenter, small)
+        assert convolutions == {torch.bfloat16 if precision == "bfloat16" else torch.float32}
+        assert logits == {torch.float32}
+    assert results["bfloat16"].probabilities.dtype == np.float32
+    assert 0 < np.abs(results["bfloat16"].probabilities - results["float32"].probabilities).max() < 0.5
+    for region in get_release("2021").regions:
+        masks = [np.isin(results[p].labels, region.labels) for p in ("float32", "bfloat16")]
+        assert 2 * np.count_nonzero(masks[0] & masks[1]) / (masks[0].sum() + masks[1].sum()) > 0.95, region
+    write_synthetic_release(tmp_path / "big", "2021", 1, shape=(80, 96, 72), seed=3, with_segmentation=False)
+    big = find_cases(tmp_path / "big")[0]  # more than the whole-brain budget: several tiles
+    tiles = {p: _run_recording_dtypes(segmenter, big)[3] for p, segmenter in segmenters.items()}
+    assert len(tiles["float32"]) > 1 and tiles["bfloat16"] == tiles["float32"]  # the same tiles, only cheaper
 
 
 def test_lean_unet_gives_the_networks_own_output(trained_models):

@@ -175,3 +175,39 @@ def test_volumes_table_skips_foreign_and_damaged_reports(tmp_path):
     (tmp_path / "dataset.json").write_text(json.dumps({"labels": {}}))  # someone else's
     rows = rebuild_volumes_csv(tmp_path).read_text().splitlines()
     assert rows[1:] == ["a,0.001,0.001,0.001,0.003,0.002,0.001"]
+
+
+# ---- precision --------------------------------------------------------------------------------------
+
+def test_precision_choices_are_checked_against_the_device():
+    import torch
+
+    from brats_plugin.errors import BratsInputError
+    from brats_plugin.inference.precision import resolve_precision
+    with pytest.raises(BratsInputError, match="--precision half: choose one of auto, float32, bfloat16"):
+        resolve_precision("half", torch.device("cpu"))
+    with pytest.raises(BratsInputError, match="the mps device here has no bfloat16 arithmetic"):
+        resolve_precision("bfloat16", torch.device("mps"))
+    assert resolve_precision("float32", torch.device("mps")) == "float32"
+
+
+def test_a_network_is_wrapped_only_where_its_precision_differs_from_nnunets():
+    import torch
+
+    from brats_plugin.inference.precision import AutocastNetwork, in_precision
+    network = torch.nn.Conv3d(2, 3, 3, padding=1)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # a device object needs no GPU
+    assert in_precision(network, "auto", cpu) is network and in_precision(network, "auto", cuda) is network
+    assert in_precision(network, "float32", cpu) is network  # nnU-Net computes in float32 on a CPU already
+    off = in_precision(network, "float32", cuda)  # on CUDA nnU-Net autocasts to float16: turned off
+    assert isinstance(off, AutocastNetwork) and off.dtype is None and off.network is network
+    wrapped = in_precision(network, "bfloat16", cpu)
+    assert wrapped.dtype == torch.bfloat16
+    weights = {k: torch.full_like(v, 0.5) for k, v in network.state_dict().items()}
+    wrapped.load_state_dict(weights)  # nnU-Net loads each fold's weights into the network it was given
+    assert torch.equal(network.weight, weights["weight"])
+    x = torch.randn(1, 2, 8, 8, 8)
+    with torch.inference_mode():
+        out, reference = wrapped(x), network(x)
+        assert out.dtype == torch.float32 and torch.allclose(out, reference, rtol=0.02, atol=0.05)
+        assert torch.equal(off(x), reference)

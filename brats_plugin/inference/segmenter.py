@@ -35,6 +35,7 @@ from brats_plugin.errors import BratsInputError, IncompatibleModelError
 from brats_plugin.geometry import voxel_spacing
 from brats_plugin.inference.labels import label_map, model_release
 from brats_plugin.inference.model import AXIS_REVERSING_READERS, TrainedModel, open_model
+from brats_plugin.inference.precision import in_precision, resolve_precision
 from brats_plugin.inference.settings import TILINGS, WHOLE_BRAIN_BUDGET
 from brats_plugin.postprocessing.rules import RULES_FILE, PostprocessingRules, load_rules, region_probabilities
 from brats_plugin.preprocess.native import labels_to_native, way_back
@@ -107,6 +108,9 @@ class Segmenter:
         mirroring: test-time mirroring (nnU-Net's default; about 8x the work of one pass in 3-D).
         step_size: sliding-window step as a fraction of the patch (nnU-Net's default 0.5).
         tiling: ``"nnunet"`` (planned patches, overlapping) or ``"whole"`` (one pass over the cropped brain).
+        precision: the network's arithmetic: ``"auto"`` (nnU-Net's: float16 autocast on CUDA, float32
+            elsewhere), ``"float32"`` or ``"bfloat16"`` (faster on a CPU with AVX-512 BF16 or AMX; not the
+            same labels to Dice 0.999: docs/benchmarks.md).
         release: release (key) of the output labels; None: the model's own release (2021 if unrecorded).
         threads: CPU threads for the network; None leaves torch's setting.
         postprocessing: apply the model's post-processing rules (``brats_postprocessing.json`` in its
@@ -115,8 +119,8 @@ class Segmenter:
 
     def __init__(self, model: str | os.PathLike, *, folds: list[str] | None = None, checkpoint: str = "final",
                  device: str | torch.device = "auto", mirroring: bool = True, step_size: float = 0.5,
-                 tiling: str = "nnunet", release: str | None = None, threads: int | None = None,
-                 postprocessing: bool = True):
+                 tiling: str = "nnunet", precision: str = "auto", release: str | None = None,
+                 threads: int | None = None, postprocessing: bool = True):
         if not 0 < step_size <= 1:
             raise BratsInputError(f"--step-size {step_size}: must be in (0, 1]")
         if tiling not in TILINGS:
@@ -124,6 +128,7 @@ class Segmenter:
         self.model: TrainedModel = open_model(model, folds, checkpoint)
         source = str(self.model.folder / "dataset.json")
         self.device = resolve_device(device) if isinstance(device, str) else device
+        self.precision = resolve_precision(precision, self.device)
         self.trained_release = model_release(self.model.dataset_json, source)
         self.release = get_release(release) if release else self.trained_release
         self._label_map = label_map(self.trained_release, self.release)
@@ -132,7 +137,7 @@ class Segmenter:
         self._postprocessing_asked = postprocessing
         if threads:
             torch.set_num_threads(threads)
-        self._predictor = load_predictor(self.model, self.device, mirroring, step_size, tiling)
+        self._predictor = load_predictor(self.model, self.device, mirroring, step_size, tiling, self.precision)
         self._preprocessor = self._predictor.configuration_manager.preprocessor_class(verbose=False)
 
     @property
@@ -263,8 +268,10 @@ def input_channel_order(dataset_json: dict, source: str) -> list[int]:
     return [SEQUENCES.index(s) for s in sequences]
 
 
-def load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, step_size: float, tiling: str):
-    """nnU-Net's predictor (or ours with larger tiles) with the model's network and every chosen fold."""
+def load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, step_size: float, tiling: str,
+                   precision: str = "auto"):
+    """nnU-Net's predictor (or ours with larger tiles) with the model's network and every chosen fold;
+    ``precision`` resolved (:func:`brats_plugin.inference.precision.resolve_precision`)."""
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -306,9 +313,9 @@ def load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, s
             predictor = WholeBrainPredictor(**options, max_tile_voxels=budget)
         else:
             predictor = CountingPredictor(**options)
-    predictor.manual_initialization(LeanUNet(network) if LeanUNet.supports(network) else network, plans_manager,
-                                    configuration_manager, weights, model.dataset_json, first["trainer_name"],
-                                    first.get("inference_allowed_mirroring_axes"))
+    network = in_precision(LeanUNet(network) if LeanUNet.supports(network) else network, precision, device)
+    predictor.manual_initialization(network, plans_manager, configuration_manager, weights, model.dataset_json,
+                                    first["trainer_name"], first.get("inference_allowed_mirroring_axes"))
     return predictor
 
 

@@ -4,9 +4,14 @@
 #: (:mod:`brats_plugin.inference.whole_brain`).
 TILINGS = ("nnunet", "whole")
 #: The largest tile ``tiling="whole"`` takes, in planned patches' voxels. Memory grows with the tile;
-#: measured on 2 CPU cores with a BraTS-sized plan: planned patch (2.3 M voxels) 3.1 GiB peak, whole
-#: brain of the sample case (4.4 M) 4.3 GiB; 1.6 patches keep prediction under 4 GiB.
+#: measured with a BraTS-sized plan on the sample case (whole brain 4.4 M voxels, 1.9 patches):
+#: ``brats predict --fast`` peaked at 4.4 GiB with the whole brain, 3.8 GiB with 1.6 patches. The same
+#: in bfloat16 (half the memory) on purpose: a larger tile changes the labels more than the precision
+#: does (docs/benchmarks.md), so ``--precision`` changes the arithmetic and nothing else.
 WHOLE_BRAIN_BUDGET = 1.6
+#: ``precision`` choices (:mod:`brats_plugin.inference.precision`): nnU-Net's own (float16 autocast on CUDA,
+#: float32 elsewhere), float32, or bfloat16 (on a device that computes it natively).
+PRECISIONS = ("auto", "float32", "bfloat16")
 #: What ``--fast`` changes (measured: docs/benchmarks.md, "Prediction speed").
 FAST_SETTINGS = {"mirroring": False, "tiling": "whole"}
 #: nnU-Net's own prediction: 2^3 mirrored passes over overlapping planned tiles.
