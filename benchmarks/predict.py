@@ -10,8 +10,9 @@ brats     the real sample case (240x240x155) through a network with BraTS-sized 
 precision bfloat16 against float32 with a trained model (``--model``, default the demo-size model of
           benchmarks/train.py): per case Dice of each region between the two label maps, the largest
           probability difference and the network seconds of each, for ``--fast`` and nnU-Net's settings.
-quality   Dice (WT/TC/ET) on held-out synthetic cases of the trained demo-size model (from
-          benchmarks/train.py) with the default settings and with each ``--fast`` ingredient.
+quality   Dice (WT/TC/ET) of a trained model (``--model``, default the demo-size model of benchmarks/train.py)
+          on held-out synthetic cases of two head sizes and on the sample case (against its reference),
+          with nnU-Net's default and each candidate: fewer mirrored axes, whole-brain tiles, ``--fast``.
 network   one forward pass of the BraTS-sized network over the sample case's whole padded brain
           (144x192x160), each variant in its own process: nnU-Net's forward, our lean forward,
           channels-last memory format; seconds and peak memory.
@@ -286,24 +287,33 @@ def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
     return 1.0 if both == 0 else 2.0 * np.count_nonzero(prediction & reference) / both
 
 
-def part_quality() -> None:
-    """Dice of each setting on held-out cases of the training size and of a larger size (several tiles)."""
+def part_quality(model: Path | None) -> None:
+    """Dice of each setting on held-out cases of the training size, of a larger size (several tiles) and on
+    the real sample case (against its reference segmentation), with each setting's seconds per case."""
     from brats_plugin.inference import Segmenter
-    model = trained_demo_model("quality")
+    model = model or trained_demo_model("quality")
     if model is None:
         return
     larger = WORK / "quality_128x128x96"
     if not larger.exists():
         write_synthetic_release(larger, "2021", 4, shape=(128, 128, 96), seed=100, first_index=201)
-    settings = {"default (mirroring, nnU-Net tiles)": {}, "no mirroring": {"mirroring": False},
+    settings = {"default (mirroring all, nnU-Net tiles)": {},
+                "no mirroring": {"mirroring": False},
+                "mirroring axis 0, nnU-Net tiles": {"mirroring": (0,)},
+                "mirroring all, whole brain": {"tiling": "whole"},
+                "mirroring axis 0, whole brain": {"mirroring": (0,), "tiling": "whole"},
                 "no mirroring, whole brain (--fast)": {"mirroring": False, "tiling": "whole"}}
-    segmenters = {name: Segmenter(model, **options) for name, options in settings.items()}
+    segmenters = {name: Segmenter(model, device="cpu", **options) for name, options in settings.items()}
     release = get_release("2021")
-    for title, folder in (("96x96x72, the training size (one tile)", TRAINED / "test"),
-                          ("128x128x96, larger heads (several tiles)", larger)):
-        cases = find_cases(folder)
-        print(f"\nquality: {DEMO_MODEL}, {len(cases)} held-out synthetic cases of {title}; mean Dice "
-              "(change against the default) and seconds per case")
+    own_test_cases = find_cases(TRAINED / "test") if model.is_relative_to(TRAINED) else []  # held out from it
+    groups = [("96x96x72, the training size (one tile)", own_test_cases),
+              ("128x128x96, larger heads (several tiles)", find_cases(larger)),
+              ("the real sample case, against its reference", [find_case(SAMPLE_CASE)])]
+    for title, cases in groups:
+        if not cases:
+            continue
+        print(f"\nquality: {model.parent.name}/{model.name}, {len(cases)} case(s) of {title}; mean Dice "
+              f"(change against the default) and seconds per case; {machine_and_date()}")
         baseline = None
         for name, segmenter in segmenters.items():
             scores: dict[str, list[float]] = {r.abbreviation: [] for r in release.regions}
@@ -319,7 +329,7 @@ def part_quality() -> None:
             means = {k: float(np.mean(v)) for k, v in scores.items()}
             baseline = baseline or means
             change = "  ".join(f"{k} {means[k]:.4f} ({means[k] - baseline[k]:+.4f})" for k in means)
-            print(f"  {name:36s} {change}   {np.mean(seconds):5.2f} s", flush=True)
+            print(f"  {name:36s} {change}   {np.mean(seconds):6.2f} s", flush=True)
 
 
 def part_precision(model: Path | None) -> None:
@@ -408,8 +418,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("overhead", "brats", "quality", "precision", "network", "runtimes", "all"),
                         default="all")
-    parser.add_argument("--model", type=Path, help="trained model for --part precision (default: the demo-size "
-                                                   "model of benchmarks/train.py)")
+    parser.add_argument("--model", type=Path, help="trained model for --part quality and precision (default: the "
+                                                   "demo-size model of benchmarks/train.py)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-default", action="store_true",
                         help="skip the default (mirrored) run on the real case: about half an hour on 2 cores")
@@ -417,7 +427,7 @@ def main() -> None:
     if args.part in ("overhead", "all"):
         part_overhead(args.rounds)
     if args.part in ("quality", "all"):
-        part_quality()
+        part_quality(args.model)
     if args.part in ("precision", "all"):
         part_precision(args.model)
     if args.part in ("network", "all"):

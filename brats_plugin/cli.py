@@ -83,6 +83,19 @@ def _positive(text: str) -> tuple:
     return values
 
 
+def _mirroring(text: str) -> bool | tuple[int, ...]:
+    """``--mirroring``: all (True), none (False) or comma-separated voxel axes, e.g. ``0`` or ``0,2``."""
+    if text in ("all", "none"):
+        return text == "all"
+    try:
+        axes = tuple(sorted({int(axis) for axis in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: all, none, or voxel axes such as 0 or 0,1") from None
+    if any(axis not in (0, 1, 2) for axis in axes):
+        raise argparse.ArgumentTypeError(f"{text!r}: voxel axes are 0, 1 and 2")
+    return axes
+
+
 # ---- subcommands ------------------------------------------------------------------------------------
 
 def _add_convert(commands: argparse._SubParsersAction) -> None:
@@ -268,16 +281,20 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--fast", action="store_true",
                         help="--no-mirroring --tiling whole: measured to keep Dice (docs/benchmarks.md, "
                              "'Prediction speed')")
-    parser.add_argument("--no-mirroring", action="store_true",
-                        help="no test-time mirroring (nnU-Net's --disable_tta): about 8x less network work")
+    mirroring = parser.add_mutually_exclusive_group()
+    mirroring.add_argument("--no-mirroring", action="store_true",
+                           help="no test-time mirroring (nnU-Net's --disable_tta): about 8x less network work")
+    mirroring.add_argument("--mirroring", type=_mirroring, metavar="all|none|AXES",
+                           help="test-time mirroring: all (nnU-Net's, the default), none (= --no-mirroring), or "
+                                "the input images' voxel axes, e.g. 0 (left-right in BraTS images): 2x one pass")
     parser.add_argument("--tiling", choices=TILINGS, default=None,
                         help="nnunet: overlapping planned patches at --step-size (default); whole: one network pass "
                              "over the whole cropped brain, or the fewest near-whole tiles when it exceeds 1.6 "
                              "planned patches (--fast)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="the network's arithmetic: auto (nnU-Net's: float16 on CUDA, float32 elsewhere; the "
-                             "default), float32, or bfloat16: on a CPU with AVX-512 BF16 or AMX about 2-3x faster "
-                             "and half the memory, labels not identical (docs/benchmarks.md)")
+                             "default), float32, or bfloat16: on a CPU with AVX-512 BF16 or AMX a 3-4x faster network "
+                             "pass, labels not identical (docs/benchmarks.md)")
     parser.add_argument("--step-size", type=float, default=0.5, help="sliding-window step, fraction of the "
                                                                       "patch (default 0.5)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto", help="default auto: cuda, mps, cpu")
@@ -319,6 +336,8 @@ def _run_predict(args: argparse.Namespace) -> None:
     settings = dict(FAST_SETTINGS) if args.fast else {}
     if args.no_mirroring:
         settings["mirroring"] = False
+    if args.mirroring is not None:
+        settings["mirroring"] = args.mirroring
     if args.tiling:
         settings["tiling"] = args.tiling
     if args.precision:

@@ -129,7 +129,7 @@ def test_real_case_keeps_its_exact_header_and_gets_volumes(trained_models, tmp_p
     assert report["volumes"]["regions"]["WT"]["mL"] == pytest.approx(np.count_nonzero(labels) / 1000.0)
     rows = (tmp_path / "out" / "volumes.csv").read_text().splitlines()
     assert rows[0].startswith("case_id,label 1 NCR/NET (mL)") and rows[1].startswith("TCGA-DU-7294,")
-    assert report["precision"] == "auto"
+    assert report["precision"] == "float32" and report["mirroring_voxel_axes"] == []  # --fast on the CPU
 
 
 def test_precision_bfloat16_from_the_command_line(trained_models, test_case_2021, tmp_path):
@@ -461,6 +461,26 @@ def test_bfloat16_runs_the_network_in_bfloat16_on_the_same_tiles(trained_models,
     big = find_cases(tmp_path / "big")[0]  # more than the whole-brain budget: several tiles
     tiles = {p: _run_recording_dtypes(segmenter, big)[3] for p, segmenter in segmenters.items()}
     assert len(tiles["float32"]) > 1 and tiles["bfloat16"] == tiles["float32"]  # the same tiles, only cheaper
+
+
+def test_mirroring_along_one_voxel_axis_takes_two_passes_flipped_along_it(trained_models, test_case_2021, tmp_path):
+    """--mirroring 0 mirrors along the images' first voxel axis (the network input's last axis) only."""
+    import torch
+    inputs: list[torch.Tensor] = []
+    segmenter = Segmenter(trained_models["regions_stock"], mirroring=(0,), tiling="whole", device="cpu")
+    hook = segmenter._predictor.network.register_forward_hook(lambda m, i, o: inputs.append(i[0].clone()))
+    one_axis = segmenter.predict_case(find_case(test_case_2021), probabilities=True)
+    hook.remove()
+    assert len(inputs) == 2 and torch.equal(inputs[1], torch.flip(inputs[0], (4,)))
+    unmirrored = Segmenter(trained_models["regions_stock"], mirroring=False, tiling="whole",
+                           device="cpu").predict_case(find_case(test_case_2021), probabilities=True)
+    assert not np.array_equal(one_axis.probabilities, unmirrored.probabilities)  # the mirrored pass took part
+    tumour = [labels > 0 for labels in (one_axis.labels, unmirrored.labels)]  # flipped back: the same tumour
+    assert 2 * np.count_nonzero(tumour[0] & tumour[1]) / (tumour[0].sum() + tumour[1].sum()) > 0.8
+    completed = brats_predict("-i", test_case_2021, "-o", tmp_path / "out", "-m", trained_models["regions_stock"],
+                              "--mirroring", "0,3")
+    assert completed.returncode == 2 and "--mirroring: '0,3': voxel axes are 0, 1 and 2" in completed.stderr
+    assert _no_outputs(tmp_path / "out")
 
 
 def test_lean_unet_gives_the_networks_own_output(trained_models):

@@ -191,6 +191,19 @@ def test_precision_choices_are_checked_against_the_device():
     assert resolve_precision("float32", torch.device("mps")) == "float32"
 
 
+@pytest.mark.parametrize("avx512_bf16,amx,expected", [(False, False, False), (True, False, True), (False, True, True)])
+def test_an_x86_cpu_counts_as_bfloat16_only_with_the_instructions(monkeypatch, avx512_bf16, amx, expected):
+    """oneDNN's own check says yes on any AVX-512 CPU, where bfloat16 runs emulated and slower: ours asks
+    for AVX-512 BF16 or AMX (the CPU's answers replaced here: this machine has one CPU)."""
+    import torch
+
+    from brats_plugin.inference import precision
+    monkeypatch.setattr(precision.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert precision.bfloat16_supported(torch.device("cpu")) is expected
+
+
 def test_a_network_is_wrapped_only_where_its_precision_differs_from_nnunets():
     import torch
 
@@ -211,3 +224,23 @@ def test_a_network_is_wrapped_only_where_its_precision_differs_from_nnunets():
         out, reference = wrapped(x), network(x)
         assert out.dtype == torch.float32 and torch.allclose(out, reference, rtol=0.02, atol=0.05)
         assert torch.equal(off(x), reference)
+
+
+# ---- mirroring axes ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("voxel_axes,dimensions,expected", [
+    ((0,), 3, (2,)), ((0, 2), 3, (0, 2)), ((1,), 3, (1,)),  # nnU-Net's arrays hold the voxel axes reversed
+    ((0,), 2, (1,)), ((1,), 2, (0,)),  # a 2-D model's slices: (y, x) of the array
+])
+def test_mirroring_voxel_axes_become_the_networks_axes(voxel_axes, dimensions, expected):
+    from brats_plugin.inference.segmenter import network_mirroring_axes
+    assert network_mirroring_axes(voxel_axes, tuple(range(dimensions)), dimensions, Path("m")) == expected
+
+
+def test_mirroring_axes_the_model_or_the_image_lacks_are_refused():
+    from brats_plugin.errors import IncompatibleModelError
+    from brats_plugin.inference.segmenter import network_mirroring_axes
+    with pytest.raises(IncompatibleModelError, match="m: the model was trained without mirroring along voxel axes 0"):
+        network_mirroring_axes((0, 1), (0, 1), 3, Path("m"))  # nnU-Net axis 2 is voxel axis 0
+    with pytest.raises(BratsInputError, match="--mirroring 2: voxel axes are 0 to 1"):
+        network_mirroring_axes((2,), (0, 1), 2, Path("m"))

@@ -2,14 +2,18 @@
 
 nnU-Net evaluates the network under float16 autocast on CUDA and in float32 elsewhere (autocast on a
 CPU without bfloat16 instructions is slow). bfloat16 keeps float32's range with an 8-bit mantissa;
-on a CPU with AVX-512 BF16 or AMX, oneDNN runs the convolutions about twice as fast and the pass's
-activations take half the memory (docs/benchmarks.md, "Prediction speed"). The network's outputs are
-returned in float32 either way, so nnU-Net's tile blending and mirroring sums are unchanged.
+on a CPU with AVX-512 BF16 or AMX, oneDNN ran a trained network's pass 3-4x faster, and a whole
+``brats predict --fast`` run took 0.65x the time in 0.72x the memory (docs/benchmarks.md, "Prediction
+speed"). The wrapped network returns float32 logits; nnU-Net then blends tiles as it always does (into
+float16 buffers, on every device). On CUDA, ``float32`` turns nnU-Net's float16 autocast off for the
+network (cuDNN may still use TF32 where torch allows it).
 
 bfloat16 is a choice, not part of ``--fast``: against float32 its label maps kept Dice 0.997-1.000 per
 region with a trained model, short of the 0.999 we ask of a speed-up that claims the same result.
 """
 from __future__ import annotations
+
+import platform
 
 import torch
 from torch import nn
@@ -19,13 +23,23 @@ from brats_plugin.inference.settings import PRECISIONS
 
 
 def bfloat16_supported(device: torch.device) -> bool:
-    """Whether ``device`` computes in bfloat16 natively (a CPU with AVX-512 BF16 or AMX; a CUDA GPU that
-    has it); elsewhere torch emulates it, slower than float32."""
+    """Whether ``device`` computes in bfloat16 natively: an x86 CPU with AVX-512 BF16 or AMX, an ARM CPU
+    that oneDNN runs bfloat16 on, a CUDA GPU of compute capability 8 (Ampere) or later. Elsewhere torch
+    emulates it, slower than float32 (oneDNN's own check says yes on any AVX-512 CPU, hence ours)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return False
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type != "cpu":
+        return False
+    if platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def arithmetic(precision: str, device: torch.device) -> str:
+    """What a resolved ``precision`` computes in on ``device`` (for reports): "auto" is nnU-Net's."""
+    if precision == "auto":
+        return "float16 autocast" if device.type == "cuda" else "float32"
+    return precision
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -175,7 +175,7 @@ def _write_report(folder: Path, case: Case, segmentation: Segmentation, segmente
                   "trained_release": segmenter.trained_release.key},
         "seconds": {k: round(v, 3) for k, v in segmentation.seconds.items()},
         "device": str(segmenter.device),
-        "precision": segmenter.precision,
+        **segmenter.settings,
         "plugin_version": __version__,
     }
     report["postprocessing"] = {

@@ -35,7 +35,7 @@ from brats_plugin.errors import BratsInputError, IncompatibleModelError
 from brats_plugin.geometry import voxel_spacing
 from brats_plugin.inference.labels import label_map, model_release
 from brats_plugin.inference.model import AXIS_REVERSING_READERS, TrainedModel, open_model
-from brats_plugin.inference.precision import in_precision, resolve_precision
+from brats_plugin.inference.precision import arithmetic, in_precision, resolve_precision
 from brats_plugin.inference.settings import TILINGS, WHOLE_BRAIN_BUDGET
 from brats_plugin.postprocessing.rules import RULES_FILE, PostprocessingRules, load_rules, region_probabilities
 from brats_plugin.preprocess.native import labels_to_native, way_back
@@ -105,7 +105,9 @@ class Segmenter:
         folds: folds to ensemble (``["0", "1"]``, ``["all"]``); None: every trained fold.
         checkpoint: ``"final"`` or ``"best"``.
         device: ``"auto"`` (GPU when there is one), ``"cuda"``, ``"cpu"``, ``"mps"``, or a torch device.
-        mirroring: test-time mirroring (nnU-Net's default; about 8x the work of one pass in 3-D).
+        mirroring: test-time mirroring: True (nnU-Net's default, every axis the model allows; about 8x the
+            work of one pass in 3-D), False, or the input images' voxel axes to mirror along (e.g. ``(0,)``:
+            the first axis, left-right in BraTS images; 2x the work).
         step_size: sliding-window step as a fraction of the patch (nnU-Net's default 0.5).
         tiling: ``"nnunet"`` (planned patches, overlapping) or ``"whole"`` (one pass over the cropped brain).
         precision: the network's arithmetic: ``"auto"`` (nnU-Net's: float16 autocast on CUDA, float32
@@ -118,7 +120,8 @@ class Segmenter:
     """
 
     def __init__(self, model: str | os.PathLike, *, folds: list[str] | None = None, checkpoint: str = "final",
-                 device: str | torch.device = "auto", mirroring: bool = True, step_size: float = 0.5,
+                 device: str | torch.device = "auto", mirroring: bool | tuple[int, ...] = True,
+                 step_size: float = 0.5,
                  tiling: str = "nnunet", precision: str = "auto", release: str | None = None,
                  threads: int | None = None, postprocessing: bool = True):
         if not 0 < step_size <= 1:
@@ -129,6 +132,7 @@ class Segmenter:
         source = str(self.model.folder / "dataset.json")
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.precision = resolve_precision(precision, self.device)
+        mirroring = mirroring if isinstance(mirroring, bool) else tuple(mirroring) or False  # () is none
         self.trained_release = model_release(self.model.dataset_json, source)
         self.release = get_release(release) if release else self.trained_release
         self._label_map = label_map(self.trained_release, self.release)
@@ -147,6 +151,15 @@ class Segmenter:
         if self._predictor.label_manager.has_regions:  # one channel per region, in dataset.json's order
             return tuple(name for name in labels if name != "background")
         return tuple(sorted(labels, key=labels.get))  # one channel per label value, background first
+
+    @property
+    def settings(self) -> dict:
+        """What the network pass does, for reports: the arithmetic that runs and the mirrored voxel axes."""
+        predictor = self._predictor
+        dimensions = len(predictor.configuration_manager.patch_size)
+        axes = predictor.allowed_mirroring_axes if predictor.use_mirroring else ()
+        return {"precision": arithmetic(self.precision, self.device),
+                "mirroring_voxel_axes": sorted(dimensions - 1 - axis for axis in axes or ())}
 
     def postprocessing_summary(self) -> list[str]:
         """Lines telling which post-processing rules predictions get (for a run's header)."""
@@ -268,10 +281,11 @@ def input_channel_order(dataset_json: dict, source: str) -> list[int]:
     return [SEQUENCES.index(s) for s in sequences]
 
 
-def load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, step_size: float, tiling: str,
-                   precision: str = "auto"):
+def load_predictor(model: TrainedModel, device: torch.device, mirroring: bool | tuple[int, ...], step_size: float,
+                   tiling: str, precision: str = "auto"):
     """nnU-Net's predictor (or ours with larger tiles) with the model's network and every chosen fold;
-    ``precision`` resolved (:func:`brats_plugin.inference.precision.resolve_precision`)."""
+    ``mirroring`` as :class:`Segmenter` takes it, ``precision`` resolved
+    (:func:`brats_plugin.inference.precision.resolve_precision`)."""
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -305,7 +319,7 @@ def load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, s
     except RuntimeError as error:
         raise IncompatibleModelError(f"{model.checkpoint_files[0]}: weights do not fit the planned network "
                                      f"({str(error).splitlines()[0]})") from None
-    options = dict(tile_step_size=step_size, use_gaussian=True, use_mirroring=mirroring,
+    options = dict(tile_step_size=step_size, use_gaussian=True, use_mirroring=bool(mirroring),
                    perform_everything_on_device=device.type == "cuda", device=device, verbose=False, allow_tqdm=False)
     with contextlib.redirect_stdout(io.StringIO()):  # it prints a note on every non-CUDA device
         if tiling == "whole":
@@ -316,7 +330,24 @@ def load_predictor(model: TrainedModel, device: torch.device, mirroring: bool, s
     network = in_precision(LeanUNet(network) if LeanUNet.supports(network) else network, precision, device)
     predictor.manual_initialization(network, plans_manager, configuration_manager, weights, model.dataset_json,
                                     first["trainer_name"], first.get("inference_allowed_mirroring_axes"))
+    if isinstance(mirroring, tuple) and mirroring:
+        predictor.allowed_mirroring_axes = network_mirroring_axes(mirroring, predictor.allowed_mirroring_axes,
+                                                                  len(configuration_manager.patch_size), model.folder)
     return predictor
+
+
+def network_mirroring_axes(voxel_axes: tuple[int, ...], allowed: tuple[int, ...] | None, dimensions: int,
+                           folder: Path) -> tuple[int, ...]:
+    """The network's spatial axes (nnU-Net's ``allowed_mirroring_axes``) for the input images' voxel axes
+    ``voxel_axes``: nnU-Net's arrays hold the voxel axes in reverse order (:func:`run_network`)."""
+    if any(axis not in range(dimensions) for axis in voxel_axes):
+        raise BratsInputError(f"--mirroring {','.join(map(str, voxel_axes))}: voxel axes are 0 to {dimensions - 1}")
+    axes = tuple(sorted({dimensions - 1 - axis for axis in voxel_axes}))
+    refused = sorted(dimensions - 1 - axis for axis in set(axes) - set(allowed or ()))
+    if refused:
+        raise IncompatibleModelError(f"{folder}: the model was trained without mirroring along voxel axes "
+                                     f"{', '.join(map(str, refused))}")
+    return axes
 
 
 def trainer_class(name: str, folder: Path) -> type:
