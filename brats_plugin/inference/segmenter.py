@@ -121,9 +121,8 @@ class Segmenter:
 
     def __init__(self, model: str | os.PathLike, *, folds: list[str] | None = None, checkpoint: str = "final",
                  device: str | torch.device = "auto", mirroring: bool | tuple[int, ...] = True,
-                 step_size: float = 0.5,
-                 tiling: str = "nnunet", precision: str = "auto", release: str | None = None,
-                 threads: int | None = None, postprocessing: bool = True):
+                 step_size: float = 0.5, tiling: str = "nnunet", precision: str = "auto",
+                 release: str | None = None, threads: int | None = None, postprocessing: bool = True):
         if not 0 < step_size <= 1:
             raise BratsInputError(f"--step-size {step_size}: must be in (0, 1]")
         if tiling not in TILINGS:
@@ -159,7 +158,7 @@ class Segmenter:
         dimensions = len(predictor.configuration_manager.patch_size)
         axes = predictor.allowed_mirroring_axes if predictor.use_mirroring else ()
         return {"precision": arithmetic(self.precision, self.device),
-                "mirroring_voxel_axes": sorted(dimensions - 1 - axis for axis in axes or ())}
+                "mirroring_voxel_axes": list(reversed_axes(axes or (), dimensions))}
 
     def postprocessing_summary(self) -> list[str]:
         """Lines telling which post-processing rules predictions get (for a run's header)."""
@@ -342,12 +341,17 @@ def network_mirroring_axes(voxel_axes: tuple[int, ...], allowed: tuple[int, ...]
     ``voxel_axes``: nnU-Net's arrays hold the voxel axes in reverse order (:func:`run_network`)."""
     if any(axis not in range(dimensions) for axis in voxel_axes):
         raise BratsInputError(f"--mirroring {','.join(map(str, voxel_axes))}: voxel axes are 0 to {dimensions - 1}")
-    axes = tuple(sorted({dimensions - 1 - axis for axis in voxel_axes}))
-    refused = sorted(dimensions - 1 - axis for axis in set(axes) - set(allowed or ()))
+    axes = reversed_axes(voxel_axes, dimensions)
+    refused = reversed_axes(set(axes) - set(allowed or ()), dimensions)
     if refused:
         raise IncompatibleModelError(f"{folder}: the model was trained without mirroring along voxel axes "
                                      f"{', '.join(map(str, refused))}")
     return axes
+
+
+def reversed_axes(axes, dimensions: int) -> tuple[int, ...]:
+    """Voxel axes as nnU-Net's array axes, or back (sorted): its arrays hold the voxel axes reversed."""
+    return tuple(sorted({dimensions - 1 - axis for axis in axes}))
 
 
 def trainer_class(name: str, folder: Path) -> type:
