@@ -5,13 +5,14 @@ overhead  the same model, cases and settings through nnU-Net's own sequential pr
           Segmenter + writer, alternating rounds after a warm-up; prints medians and the ratio.
 brats     the real sample case (240x240x155) through a network with BraTS-sized plans (a full-size
           synthetic dataset planned by nnU-Net; stock nnUNetTrainer initial weights, which time the
-          same as trained ones): wall time and peak memory of whole ``brats predict`` runs, default
-          settings, ``--fast`` and ``--fast --precision bfloat16`` (on a CPU that has it).
+          same as trained ones): wall time and peak memory of whole ``brats predict`` runs (the CPU
+          default, ``--fast`` and ``--fast --precision bfloat16`` on a CPU that has it) against the stock
+          ``nnUNetv2_predict``, without mirroring and (unless --skip-default) with nnU-Net's default mirroring.
 precision bfloat16 against float32 with a trained model (``--model``, default the demo-size model of
           benchmarks/train.py): per case Dice of each region between the two label maps, the largest
           probability difference and the network seconds of each, for ``--fast`` and nnU-Net's settings.
 quality   Dice (WT/TC/ET) of a trained model (``--model``, default the demo-size model of benchmarks/train.py)
-          on held-out synthetic cases of two head sizes and on the sample case (against its reference),
+          on held-out synthetic cases of three head sizes and on the sample case (against its reference),
           with nnU-Net's default and each candidate: fewer mirrored axes, whole-brain tiles, ``--fast``.
 network   one forward pass of the BraTS-sized network over the sample case's whole padded brain
           (144x192x160), each variant in its own process: nnU-Net's forward, our lean forward,
@@ -138,10 +139,11 @@ def part_brats(skip_default: bool) -> None:
     inputs = stock_inputs(find_case(SAMPLE_CASE), WORK / "stock_in")
     stock = [nnunet_executable("nnUNetv2_predict"), "-i", str(inputs), "-o", str(WORK / "out" / "stock"),
              "-d", str(BRATS_DATASET), "-c", "3d_fullres", "-f", "0", "-tr", "nnUNetTrainer", "-device", "cpu",
-             "-npp", "0", "-nps", "0", "--disable_tta"]
+             "-npp", "0", "-nps", "0"]
     runs = [
-        ("stock nnUNetv2_predict --disable_tta", stock),
-        ("brats predict --no-mirroring", brats(model, "tiles", "--no-mirroring")),
+        ("stock nnUNetv2_predict --disable_tta", [*stock, "--disable_tta"]),
+        ("brats predict --no-mirroring --tiling nnunet", brats(model, "tiles", "--no-mirroring", "--tiling", "nnunet")),
+        ("brats predict (default on a CPU)", brats(model, "default")),
         ("brats predict --fast", brats(model, "fast", "--fast")),
         ("brats predict --fast -j 1", brats(model, "fast1", "--fast", "-j", "1")),
     ]
@@ -152,7 +154,7 @@ def part_brats(skip_default: bool) -> None:
         runs.append(("brats predict --fast --precision bfloat16", brats(model, "bf16", "--fast", "--precision",
                                                                          "bfloat16")))
     if not skip_default:
-        runs.append(("brats predict (default: mirroring, nnU-Net tiles)", brats(model, "default")))
+        runs.append(("stock nnUNetv2_predict (nnU-Net's default: mirroring)", stock))
     folders = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
     environment = dict(os.environ, **{n: str(WORK / n) for n in folders})
     for name, command in runs:  # nnU-Net's default thread settings (nnUNet_def_n_proc would cap the network's)
@@ -282,6 +284,19 @@ def trained_demo_model(part: str) -> Path | None:
     return None
 
 
+#: Held-out synthetic head sizes of --part quality: small (about the demo's training size), the size the
+#: earlier tables used, and a large head (many planned patches of a demo-size model).
+HEAD_SHAPES = ((96, 96, 72), (128, 128, 96), (160, 160, 128))
+
+
+def held_out_heads(shape: tuple[int, int, int], cases: int = 4) -> list:
+    """``cases`` synthetic BraTS 2021 cases of ``shape`` (written once, seeds no training set uses)."""
+    folder = WORK / f"quality_{'x'.join(map(str, shape))}"
+    if not folder.exists():
+        write_synthetic_release(folder, "2021", cases, shape=shape, seed=100, first_index=201)
+    return find_cases(folder)
+
+
 def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
     both = np.count_nonzero(prediction) + np.count_nonzero(reference)
     return 1.0 if both == 0 else 2.0 * np.count_nonzero(prediction & reference) / both
@@ -294,21 +309,18 @@ def part_quality(model: Path | None) -> None:
     model = model or trained_demo_model("quality")
     if model is None:
         return
-    larger = WORK / "quality_128x128x96"
-    if not larger.exists():
-        write_synthetic_release(larger, "2021", 4, shape=(128, 128, 96), seed=100, first_index=201)
-    settings = {"default (mirroring all, nnU-Net tiles)": {},
-                "no mirroring": {"mirroring": False},
-                "mirroring axis 0, nnU-Net tiles": {"mirroring": (0,)},
-                "mirroring all, whole brain": {"tiling": "whole"},
-                "mirroring axis 0, whole brain": {"mirroring": (0,), "tiling": "whole"},
+    settings = {"nnU-Net's (mirroring all, nnU-Net tiles)": {"mirroring": True, "tiling": "nnunet"},
+                "no mirroring": {"mirroring": False, "tiling": "nnunet"},
+                "mirroring axis 0, nnU-Net tiles": {"mirroring": (0,), "tiling": "nnunet"},
+                "mirroring all, whole brain": {"mirroring": True, "tiling": "whole"},
+                "mirroring axis 0, whole brain (CPU default)": {"mirroring": (0,), "tiling": "whole"},
                 "no mirroring, whole brain (--fast)": {"mirroring": False, "tiling": "whole"}}
     segmenters = {name: Segmenter(model, device="cpu", **options) for name, options in settings.items()}
     release = get_release("2021")
     own_test_cases = find_cases(TRAINED / "test") if model.is_relative_to(TRAINED) else []  # held out from it
-    groups = [("96x96x72, the training size (one tile)", own_test_cases),
-              ("128x128x96, larger heads (several tiles)", find_cases(larger)),
-              ("the real sample case, against its reference", [find_case(SAMPLE_CASE)])]
+    groups = [("the model's own held-out cases (training size)", own_test_cases)]
+    groups += [(f"{'x'.join(map(str, shape))}, synthetic heads", held_out_heads(shape)) for shape in HEAD_SHAPES]
+    groups += [("the real sample case, against its reference", [find_case(SAMPLE_CASE)])]
     for title, cases in groups:
         if not cases:
             continue
@@ -344,12 +356,10 @@ def part_precision(model: Path | None) -> None:
     if not bfloat16_supported(torch.device("cpu")):
         print("\nprecision: this CPU has no bfloat16 arithmetic (AVX-512 BF16 or AMX); nothing to compare")
         return
-    larger = WORK / "quality_128x128x96"
-    if not larger.exists():
-        write_synthetic_release(larger, "2021", 4, shape=(128, 128, 96), seed=100, first_index=201)
     release = get_release("2021")
     groups = (("held-out synthetic 96x96x72", find_cases(TRAINED / "test") if model.is_relative_to(TRAINED) else []),
-              ("held-out synthetic 128x128x96", find_cases(larger)), ("the real sample case", [find_case(SAMPLE_CASE)]))
+              ("held-out synthetic 128x128x96", held_out_heads((128, 128, 96))),
+              ("the real sample case", [find_case(SAMPLE_CASE)]))
     print(f"\nprecision: bfloat16 autocast against float32, trained model {model.parent.name}/{model.name}; "
           f"{machine_and_date()}")
     print(f"  {'case':28s} {'settings':22s} {'float32':>8s} {'bfloat16':>9s} {'max |dp|':>9s}  Dice " +
@@ -388,7 +398,7 @@ def part_overhead(rounds: int) -> None:
     device = torch.device("cpu")
     stock = nnUNetPredictor(use_mirroring=False, device=device, allow_tqdm=False)
     stock.initialize_from_trained_model_folder(str(model), ("all",), "checkpoint_final.pth")
-    ours = Segmenter(model, mirroring=False, device=device)
+    ours = Segmenter(model, mirroring=False, tiling="nnunet", device=device)  # nnU-Net's tiles, as the stock one
 
     def run_stock(out: Path) -> None:
         stock.predict_from_files_sequential(inputs, str(out), False, True, None)
@@ -422,7 +432,7 @@ def main() -> None:
                                                    "demo-size model of benchmarks/train.py)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-default", action="store_true",
-                        help="skip the default (mirrored) run on the real case: about half an hour on 2 cores")
+                        help="skip nnU-Net's default (8 mirrored passes) on the real case: 5-10 minutes on 2 cores")
     args = parser.parse_args()
     if args.part in ("overhead", "all"):
         part_overhead(args.rounds)

@@ -285,12 +285,13 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
     mirroring.add_argument("--no-mirroring", action="store_true",
                            help="no test-time mirroring (nnU-Net's --disable_tta): about 8x less network work")
     mirroring.add_argument("--mirroring", type=_mirroring, metavar="all|none|AXES",
-                           help="test-time mirroring: all (nnU-Net's, the default), none (= --no-mirroring), or "
-                                "the input images' voxel axes, e.g. 0 (left-right in BraTS images): 2x one pass")
+                           help="test-time mirroring: all (nnU-Net's: 8x one pass; the default on CUDA), none "
+                                "(= --no-mirroring), or the input images' voxel axes, e.g. 0 (left-right in BraTS "
+                                "images; 2x one pass; the default elsewhere)")
     parser.add_argument("--tiling", choices=TILINGS, default=None,
-                        help="nnunet: overlapping planned patches at --step-size (default); whole: one network pass "
-                             "over the whole cropped brain, or the fewest near-whole tiles when it exceeds 1.6 "
-                             "planned patches (--fast)")
+                        help="nnunet: overlapping planned patches at --step-size (the default on CUDA); whole: one "
+                             "network pass over the whole cropped brain, or the fewest near-whole tiles when it "
+                             "exceeds 1.6 planned patches (the default elsewhere)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="the network's arithmetic: auto (nnU-Net's: float16 on CUDA, float32 elsewhere; the "
                              "default), float32, or bfloat16: on a CPU with AVX-512 BF16 or AMX a 3-4x faster network "
@@ -319,7 +320,7 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
 def _run_predict(args: argparse.Namespace) -> None:
     from brats_plugin.inference.predict import check_inputs, collect_cases, predict_cases, shard
     from brats_plugin.inference.segmenter import Segmenter
-    from brats_plugin.inference.settings import FAST_SETTINGS
+    from brats_plugin.inference.settings import FAST_SETTINGS, describe_settings
     from brats_plugin.preprocess import is_dicom_study
     from brats_plugin.preprocess.source_headers import came_from_dicom
     study = args.preprocess or bool(args.input and is_dicom_study(args.input))
@@ -350,6 +351,7 @@ def _run_predict(args: argparse.Namespace) -> None:
         check_inputs(cases, args.output)
     print(f"{len(cases)} case(s), model {segmenter.model.folder.name} folds {' '.join(segmenter.model.folds)}, "
           f"{segmenter.device}, output labels BraTS {segmenter.release.key}", flush=True)
+    print(f"prediction: {describe_settings(segmenter.settings)}", flush=True)
     for line in segmenter.postprocessing_summary():
         print(line, flush=True)
     run = predict_cases(cases, args.output, segmenter, probabilities=args.probabilities,

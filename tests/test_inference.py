@@ -78,7 +78,7 @@ def test_region_model_two_folds_equals_stock_predict(trained_models, planned_dat
     _, environment = planned_datasets
     model = trained_models["regions"]
     completed = brats_predict("-i", test_case_2021, "-o", tmp_path / "out", "-m", model, "--folds", "1", "2",
-                              "--no-mirroring")
+                              "--no-mirroring", "--tiling", "nnunet")
     assert completed.returncode == 0, completed.stderr
     ours = labels_of(tmp_path / "out" / f"{test_case_2021.name}.nii.gz")
     stock = stock_predict(test_case_2021, model, ["1", "2"], REGIONS, environment, tmp_path)
@@ -92,7 +92,7 @@ def test_stock_trainer_label_model_equals_stock_predict(trained_models, planned_
     folders, environment = planned_datasets
     case_folder = next((folders["nnUNet_raw"].parent / "test-2023-MET").iterdir())
     model = trained_models["labels"]
-    segmentation = Segmenter(model, mirroring=False, device="cpu").predict_case(case_folder)
+    segmentation = Segmenter(model, mirroring=False, tiling="nnunet", device="cpu").predict_case(case_folder)
     stock = stock_predict(case_folder, model, ["0"], LABELS, environment, tmp_path)
     release = get_release("2023-MET")
     assert segmentation.release is release
@@ -107,7 +107,8 @@ def test_oblique_anisotropic_case_equals_stock_predict_on_its_header(trained_mod
                             rotation_degrees=(12.0, -7.0, 25.0), seed=5, first_index=77, with_segmentation=False)
     case_folder = next(source.iterdir())
     model = trained_models["regions_stock"]
-    completed = brats_predict("-i", case_folder, "-o", tmp_path / "out", "-m", model, "--no-mirroring")
+    completed = brats_predict("-i", case_folder, "-o", tmp_path / "out", "-m", model, "--no-mirroring",
+                              "--tiling", "nnunet")
     assert completed.returncode == 0, completed.stderr
     output = tmp_path / "out" / f"{case_folder.name}.nii.gz"
     assert_same_header(output, find_case(case_folder).sequences["T1"])
@@ -481,6 +482,28 @@ def test_mirroring_along_one_voxel_axis_takes_two_passes_flipped_along_it(traine
                               "--mirroring", "0,3")
     assert completed.returncode == 2 and "--mirroring: '0,3': voxel axes are 0, 1 and 2" in completed.stderr
     assert _no_outputs(tmp_path / "out")
+
+
+def test_the_cpu_default_is_left_right_mirroring_over_whole_brain_tiles(trained_models, test_case_2021, tmp_path):
+    """With no setting chosen, a CPU run mirrors along voxel axis 0 only, over whole-brain tiles: the same
+    probabilities as asking for them, and the command line says and records which settings ran."""
+    model = trained_models["regions_stock"]
+    default = Segmenter(model, device="cpu")
+    assert default.settings == {"precision": "float32", "mirroring_voxel_axes": [0], "tiling": "whole"}
+    chosen = Segmenter(model, mirroring=(0,), tiling="whole", device="cpu")
+    case = find_case(test_case_2021)
+    assert np.array_equal(default.predict_case(case, probabilities=True).probabilities,
+                          chosen.predict_case(case, probabilities=True).probabilities)
+    completed = brats_predict("-i", test_case_2021, "-o", tmp_path / "out", "-m", model, "--device", "cpu")
+    assert completed.returncode == 0, completed.stderr
+    assert "prediction: mirroring along voxel axes 0, whole-brain tiles, float32" in completed.stdout
+    report = json.loads((tmp_path / "out" / f"{test_case_2021.name}.json").read_text())
+    assert report["mirroring_voxel_axes"] == [0] and report["tiling"] == "whole"
+    nnunet = brats_predict("-i", test_case_2021, "-o", tmp_path / "nnunet", "-m", model, "--device", "cpu",
+                           "--mirroring", "all", "--tiling", "nnunet")  # nnU-Net's exact behaviour, on request
+    assert nnunet.returncode == 0, nnunet.stderr
+    report = json.loads((tmp_path / "nnunet" / f"{test_case_2021.name}.json").read_text())
+    assert report["mirroring_voxel_axes"] == [0, 1, 2] and report["tiling"] == "nnunet"
 
 
 def test_lean_unet_gives_the_networks_own_output(trained_models):

@@ -244,3 +244,32 @@ def test_mirroring_axes_the_model_or_the_image_lacks_are_refused():
         network_mirroring_axes((0, 1), (0, 1), 3, Path("m"))  # nnU-Net axis 2 is voxel axis 0
     with pytest.raises(BratsInputError, match="--mirroring 2: voxel axes are 0 to 1"):
         network_mirroring_axes((2,), (0, 1), 2, Path("m"))
+
+
+def test_the_defaults_axes_the_model_lacks_are_left_out_not_refused():
+    from brats_plugin.inference.segmenter import network_mirroring_axes
+    assert network_mirroring_axes((0,), (0, 1), 3, Path("m"), refuse=False) == ()  # voxel axis 0 not trained
+    assert network_mirroring_axes((0, 2), (0, 1), 3, Path("m"), refuse=False) == (0,)
+    assert network_mirroring_axes((0,), (0, 1, 2), 3, Path("m"), refuse=False) == (2,)
+
+
+# ---- default settings by device -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("device_type,expected", [
+    ("cuda", {"mirroring": True, "tiling": "nnunet"}),  # nnU-Net's own where its 8 passes take seconds
+    ("cpu", {"mirroring": (0,), "tiling": "whole"}), ("mps", {"mirroring": (0,), "tiling": "whole"}),
+])
+def test_predictions_default_follows_the_device(device_type, expected):
+    from brats_plugin.inference.settings import default_settings
+    assert default_settings(device_type) == expected
+
+
+@pytest.mark.parametrize("settings,expected", [
+    ({"mirroring_voxel_axes": [0], "tiling": "whole", "precision": "float32"},
+     "mirroring along voxel axes 0, whole-brain tiles, float32"),
+    ({"mirroring_voxel_axes": [], "tiling": "nnunet", "precision": "bfloat16"},
+     "no mirroring, nnU-Net's tiles, bfloat16"),
+])
+def test_a_runs_settings_in_one_line(settings, expected):
+    from brats_plugin.inference.settings import describe_settings
+    assert describe_settings(settings) == expected

@@ -36,7 +36,7 @@ from brats_plugin.geometry import voxel_spacing
 from brats_plugin.inference.labels import label_map, model_release
 from brats_plugin.inference.model import AXIS_REVERSING_READERS, TrainedModel, open_model
 from brats_plugin.inference.precision import arithmetic, in_precision, resolve_precision
-from brats_plugin.inference.settings import TILINGS, WHOLE_BRAIN_BUDGET
+from brats_plugin.inference.settings import TILINGS, WHOLE_BRAIN_BUDGET, default_settings
 from brats_plugin.postprocessing.rules import RULES_FILE, PostprocessingRules, load_rules, region_probabilities
 from brats_plugin.preprocess.native import labels_to_native, way_back
 from brats_plugin.releases import SEQUENCES, Release, get_release
@@ -105,11 +105,14 @@ class Segmenter:
         folds: folds to ensemble (``["0", "1"]``, ``["all"]``); None: every trained fold.
         checkpoint: ``"final"`` or ``"best"``.
         device: ``"auto"`` (GPU when there is one), ``"cuda"``, ``"cpu"``, ``"mps"``, or a torch device.
-        mirroring: test-time mirroring: True (nnU-Net's default, every axis the model allows; about 8x the
-            work of one pass in 3-D), False, or the input images' voxel axes to mirror along (e.g. ``(0,)``:
-            the first axis, left-right in BraTS images; 2x the work).
+        mirroring: test-time mirroring: True (nnU-Net's, every axis the model allows; about 8x the work of
+            one pass in 3-D), False, or the input images' voxel axes to mirror along (e.g. ``(0,)``: the first
+            axis, left-right in BraTS images; 2x the work). None: the device's default
+            (:func:`~brats_plugin.inference.settings.default_settings`: all on CUDA, else ``(0,)`` where the
+            model was trained with it).
         step_size: sliding-window step as a fraction of the patch (nnU-Net's default 0.5).
-        tiling: ``"nnunet"`` (planned patches, overlapping) or ``"whole"`` (one pass over the cropped brain).
+        tiling: ``"nnunet"`` (planned patches, overlapping) or ``"whole"`` (one pass over the cropped brain,
+            or the fewest near-whole tiles). None: the device's default (nnunet on CUDA, else whole).
         precision: the network's arithmetic: ``"auto"`` (nnU-Net's: float16 autocast on CUDA, float32
             elsewhere), ``"float32"`` or ``"bfloat16"`` (faster on a CPU with AVX-512 BF16 or AMX; not the
             same labels to Dice 0.999: docs/benchmarks.md).
@@ -120,17 +123,21 @@ class Segmenter:
     """
 
     def __init__(self, model: str | os.PathLike, *, folds: list[str] | None = None, checkpoint: str = "final",
-                 device: str | torch.device = "auto", mirroring: bool | tuple[int, ...] = True,
-                 step_size: float = 0.5, tiling: str = "nnunet", precision: str = "auto",
+                 device: str | torch.device = "auto", mirroring: bool | tuple[int, ...] | None = None,
+                 step_size: float = 0.5, tiling: str | None = None, precision: str = "auto",
                  release: str | None = None, threads: int | None = None, postprocessing: bool = True):
         if not 0 < step_size <= 1:
             raise BratsInputError(f"--step-size {step_size}: must be in (0, 1]")
-        if tiling not in TILINGS:
-            raise BratsInputError(f"--tiling {tiling}: choose one of {', '.join(TILINGS)}")
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        default = default_settings(self.device.type)
+        self.tiling = tiling or default["tiling"]
+        if self.tiling not in TILINGS:
+            raise BratsInputError(f"--tiling {self.tiling}: choose one of {', '.join(TILINGS)}")
         self.model: TrainedModel = open_model(model, folds, checkpoint)
         source = str(self.model.folder / "dataset.json")
-        self.device = resolve_device(device) if isinstance(device, str) else device
         self.precision = resolve_precision(precision, self.device)
+        chosen_axes = mirroring is not None  # the default's axes are kept only where the model allows them
+        mirroring = default["mirroring"] if mirroring is None else mirroring
         mirroring = mirroring if isinstance(mirroring, bool) else tuple(mirroring) or False  # () is none
         self.trained_release = model_release(self.model.dataset_json, source)
         self.release = get_release(release) if release else self.trained_release
@@ -140,7 +147,8 @@ class Segmenter:
         self._postprocessing_asked = postprocessing
         if threads:
             torch.set_num_threads(threads)
-        self._predictor = load_predictor(self.model, self.device, mirroring, step_size, tiling, self.precision)
+        self._predictor = load_predictor(self.model, self.device, mirroring, step_size, self.tiling, self.precision,
+                                         chosen_axes)
         self._preprocessor = self._predictor.configuration_manager.preprocessor_class(verbose=False)
 
     @property
@@ -158,7 +166,8 @@ class Segmenter:
         dimensions = len(predictor.configuration_manager.patch_size)
         axes = predictor.allowed_mirroring_axes if predictor.use_mirroring else ()
         return {"precision": arithmetic(self.precision, self.device),
-                "mirroring_voxel_axes": list(reversed_axes(axes or (), dimensions))}
+                "mirroring_voxel_axes": list(reversed_axes(axes or (), dimensions)),
+                "tiling": self.tiling}
 
     def postprocessing_summary(self) -> list[str]:
         """Lines telling which post-processing rules predictions get (for a run's header)."""
@@ -281,9 +290,10 @@ def input_channel_order(dataset_json: dict, source: str) -> list[int]:
 
 
 def load_predictor(model: TrainedModel, device: torch.device, mirroring: bool | tuple[int, ...], step_size: float,
-                   tiling: str, precision: str = "auto"):
+                   tiling: str, precision: str = "auto", chosen_axes: bool = True):
     """nnU-Net's predictor (or ours with larger tiles) with the model's network and every chosen fold;
-    ``mirroring`` as :class:`Segmenter` takes it, ``precision`` resolved
+    ``mirroring`` as :class:`Segmenter` takes it (axes the model was trained without are refused when
+    ``chosen_axes``, else left out), ``precision`` resolved
     (:func:`brats_plugin.inference.precision.resolve_precision`)."""
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -331,22 +341,25 @@ def load_predictor(model: TrainedModel, device: torch.device, mirroring: bool | 
                                     first["trainer_name"], first.get("inference_allowed_mirroring_axes"))
     if isinstance(mirroring, tuple) and mirroring:
         predictor.allowed_mirroring_axes = network_mirroring_axes(mirroring, predictor.allowed_mirroring_axes,
-                                                                  len(configuration_manager.patch_size), model.folder)
+                                                                  len(configuration_manager.patch_size), model.folder,
+                                                                  refuse=chosen_axes)
+        predictor.use_mirroring = bool(predictor.allowed_mirroring_axes)
     return predictor
 
 
 def network_mirroring_axes(voxel_axes: tuple[int, ...], allowed: tuple[int, ...] | None, dimensions: int,
-                           folder: Path) -> tuple[int, ...]:
+                           folder: Path, refuse: bool = True) -> tuple[int, ...]:
     """The network's spatial axes (nnU-Net's ``allowed_mirroring_axes``) for the input images' voxel axes
-    ``voxel_axes``: nnU-Net's arrays hold the voxel axes in reverse order (:func:`run_network`)."""
+    ``voxel_axes``: nnU-Net's arrays hold the voxel axes in reverse order (:func:`run_network`). Axes the
+    model was trained without are refused, or left out when not ``refuse``."""
     if any(axis not in range(dimensions) for axis in voxel_axes):
         raise BratsInputError(f"--mirroring {','.join(map(str, voxel_axes))}: voxel axes are 0 to {dimensions - 1}")
     axes = reversed_axes(voxel_axes, dimensions)
     refused = reversed_axes(set(axes) - set(allowed or ()), dimensions)
-    if refused:
+    if refused and refuse:
         raise IncompatibleModelError(f"{folder}: the model was trained without mirroring along voxel axes "
                                      f"{', '.join(map(str, refused))}")
-    return axes
+    return tuple(axis for axis in axes if axis in (allowed or ()))
 
 
 def reversed_axes(axes, dimensions: int) -> tuple[int, ...]:

@@ -16,6 +16,10 @@ PRECISIONS = ("auto", "float32", "bfloat16")
 FAST_SETTINGS = {"mirroring": False, "tiling": "whole"}
 #: nnU-Net's own prediction: 2^3 mirrored passes over overlapping planned tiles.
 NNUNET_SETTINGS = {"mirroring": True, "tiling": "nnunet"}
+#: The default off CUDA: the images and their left-right mirror (voxel axis 0, left-right in BraTS space),
+#: each over whole-brain tiles: 2 network passes per tile instead of nnU-Net's 8 over 2-4x the voxels
+#: (measured: docs/benchmarks.md, "Candidates for a faster default").
+CPU_DEFAULT_SETTINGS = {"mirroring": (0,), "tiling": "whole"}
 #: ``brats app --settings``: ``auto`` is fast on a CPU (or mps), nnU-Net's own on CUDA.
 APP_SETTINGS = ("auto", "fast", "nnunet")
 
@@ -25,3 +29,19 @@ def prediction_settings(choice: str, device_type: str) -> dict:
     On a CPU nnU-Net's own settings take 8 network passes per tile: minutes per case instead of one pass."""
     fast = choice == "fast" or (choice == "auto" and device_type != "cuda")
     return dict(FAST_SETTINGS if fast else NNUNET_SETTINGS)
+
+
+def default_settings(device_type: str) -> dict:
+    """``brats predict``'s settings where none is chosen, by device type: nnU-Net's own on CUDA, where its
+    8 mirrored passes take seconds; elsewhere :data:`CPU_DEFAULT_SETTINGS`: 109.5 s instead of about 10
+    minutes for a BraTS-sized model on 2 CPU cores (docs/benchmarks.md)."""
+    return dict(NNUNET_SETTINGS if device_type == "cuda" else CPU_DEFAULT_SETTINGS)
+
+
+def describe_settings(settings: dict) -> str:
+    """One line for a run's header from :attr:`Segmenter.settings`, e.g. "mirroring along voxel axes 0,
+    whole-brain tiles, float32"."""
+    axes = settings["mirroring_voxel_axes"]
+    mirroring = f"mirroring along voxel axes {', '.join(map(str, axes))}" if axes else "no mirroring"
+    tiles = "whole-brain tiles" if settings["tiling"] == "whole" else "nnU-Net's tiles"
+    return f"{mirroring}, {tiles}, {settings['precision']}"
