@@ -14,6 +14,10 @@ precision bfloat16 against float32 with a trained model (``--model``, default th
 quality   Dice (WT/TC/ET) of a trained model (``--model``, default the demo-size model of benchmarks/train.py)
           on held-out synthetic cases of three head sizes and on the sample case (against its reference),
           with nnU-Net's default and each candidate: fewer mirrored axes, whole-brain tiles, ``--fast``.
+padding   the whole-brain tile as it is (what brats predict runs) against the same brain zero-padded to the
+          network's strides (what nnU-Net's own forward needs), with a trained model (``--model``): per case
+          the Dice of each region between the two label maps, the largest probability difference, and each
+          one's Dice against the reference, for ``--fast`` and the CPU default.
 network   one forward pass of the BraTS-sized network over the sample case's whole padded brain
           (144x192x160), each variant in its own process: nnU-Net's forward, our lean forward,
           channels-last memory format; seconds and peak memory.
@@ -24,7 +28,7 @@ runtimes  the same pass over the sample case's own preprocessed brain through ot
           probability difference and the Dice of each region (sigmoid > 0.5).
 
 Everything lives in benchmarks/output/predict (its own nnU-Net folders). Usage:
-    python benchmarks/predict.py [--part overhead|brats|quality|precision|network|runtimes|all] [--skip-default]
+    python benchmarks/predict.py [--part overhead|brats|quality|precision|padding|network|runtimes|all] [--skip-default]
         [--model TRAINED_MODEL]
 """
 from __future__ import annotations
@@ -382,6 +386,37 @@ def part_precision(model: Path | None) -> None:
     print("  lowest Dice per region: " + ", ".join(f"{k} {v:.4f}" for k, v in worst.items()))
 
 
+def part_padding(model: Path | None) -> None:
+    """The unpadded whole-brain tile against the stride-padded one (see the module docstring)."""
+    from brats_plugin.inference import Segmenter
+    model = model or trained_demo_model("padding")
+    if model is None:
+        return
+    release = get_release("2021")
+    names = " / ".join(r.abbreviation for r in release.regions)
+    print(f"\npadding: whole-brain tile unpadded (ours) against padded to the strides, trained model "
+          f"{model.parent.name}/{model.name}; {machine_and_date()}")
+    print(f"  {'case':28s} {'settings':12s} {'max |dp|':>9s}  Dice between {names}   against the reference: "
+          f"padded -> unpadded")
+    for name, settings in (("--fast", {"mirroring": False}), ("CPU default", {"mirroring": (0,)})):
+        padded, unpadded = (Segmenter(model, device="cpu", tiling="whole", **settings) for _ in range(2))
+        padded._predictor.any_size = False  # what a network needing stride multiples gets
+        for shape in (*HEAD_SHAPES, None):
+            for case in held_out_heads(shape) if shape else [find_case(SAMPLE_CASE)]:
+                results = [s.predict_case(case, probabilities=True) for s in (padded, unpadded)]
+                reference = np.asanyarray(nib.load(case.segmentation).dataobj)
+                between = [dice(np.isin(results[1].labels, r.labels), np.isin(results[0].labels, r.labels))
+                           for r in release.regions]
+                scores = [[dice(np.isin(x.labels, r.labels), np.isin(reference, r.labels)) for r in release.regions]
+                          for x in results]
+                title = f"{'x'.join(map(str, shape)) if shape else 'sample'} {case.case_id[-5:]}"
+                print(f"  {title:28s} {name:12s} "
+                      f"{np.abs(results[1].probabilities - results[0].probabilities).max():9.2e}  "
+                      + " / ".join(f"{v:.4f}" for v in between) + "   "
+                      + "  ".join(f"{r.abbreviation} {a:.3f} -> {b:.3f}"
+                                  for r, a, b in zip(release.regions, *scores)), flush=True)
+
+
 def part_overhead(rounds: int) -> None:
     """nnU-Net's sequential predictor vs ours on the demo-size model and its held-out cases."""
     import torch
@@ -426,10 +461,11 @@ def part_overhead(rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("overhead", "brats", "quality", "precision", "network", "runtimes", "all"),
+    parser.add_argument("--part", choices=("overhead", "brats", "quality", "precision", "padding", "network",
+                                           "runtimes", "all"),
                         default="all")
-    parser.add_argument("--model", type=Path, help="trained model for --part quality and precision (default: the "
-                                                   "demo-size model of benchmarks/train.py)")
+    parser.add_argument("--model", type=Path, help="trained model for --part quality, precision and padding "
+                                                   "(default: the demo-size model of benchmarks/train.py)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-default", action="store_true",
                         help="skip nnU-Net's default (8 mirrored passes) on the real case: 5-10 minutes on 2 cores")
@@ -440,6 +476,8 @@ def main() -> None:
         part_quality(args.model)
     if args.part in ("precision", "all"):
         part_precision(args.model)
+    if args.part in ("padding", "all"):
+        part_padding(args.model)
     if args.part in ("network", "all"):
         part_network()
     if args.part in ("runtimes", "all"):

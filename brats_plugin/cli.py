@@ -290,8 +290,8 @@ def _add_predict(commands: argparse._SubParsersAction) -> None:
                                 "images; 2x one pass; the default elsewhere)")
     parser.add_argument("--tiling", choices=TILINGS, default=None,
                         help="nnunet: overlapping planned patches at --step-size (the default on CUDA); whole: one "
-                             "network pass over the whole cropped brain, or the fewest near-whole tiles when it "
-                             "exceeds 1.6 planned patches (the default elsewhere)")
+                             "network pass over the whole cropped brain, unpadded, or the fewest near-whole tiles when "
+                             "it would exceed the memory budget (about 4 GiB; the default elsewhere)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="the network's arithmetic: auto (nnU-Net's: float16 on CUDA, float32 elsewhere; the "
                              "default), float32, or bfloat16: on a CPU with AVX-512 BF16 or AMX a 3-4x faster network "

@@ -19,7 +19,6 @@ from conftest import BRATS, LABELS, REGIONS, SAMPLE_CASE, SMALL_SHAPE
 
 from brats_plugin import find_case, find_cases, get_release, write_synthetic_release
 from brats_plugin.inference import Segmenter, predict_case
-from brats_plugin.inference.settings import WHOLE_BRAIN_BUDGET
 from brats_plugin.inference.whole_brain import choose_tile
 from brats_plugin.nnunet_commands import run_nnunet
 from brats_plugin.releases import SEQUENCES
@@ -358,19 +357,30 @@ def _network_inputs(model: Path, case, tiling: str) -> list[tuple]:
     return seen
 
 
+def shrink_whole_brain_budget(model, monkeypatch) -> int:
+    """Sets the whole-brain budget (made for a BraTS brain at 32 features) to 2 of ``model``'s planned patches,
+    so that a test's 80x96x72 case takes several tiles; returns it in voxels."""
+    plans = json.loads((model / "plans.json").read_text())["configurations"]["3d_fullres"]
+    budget = 2 * int(np.prod(plans["patch_size"]))
+    features = plans["architecture"]["arch_kwargs"]["features_per_stage"][0]
+    monkeypatch.setattr("brats_plugin.inference.segmenter.WHOLE_BRAIN_FEATURE_VOXELS", budget * features)
+    return budget
+
+
 def test_whole_brain_tiling_takes_the_brain_at_once_or_in_fewer_network_voxels(trained_models, test_case_2021,
-                                                                               tmp_path):
+                                                                               tmp_path, monkeypatch):
     model = trained_models["regions_stock"]
     plans = json.loads((model / "plans.json").read_text())["configurations"]["3d_fullres"]
     patch = tuple(plans["patch_size"])
-    divisors = np.prod(plans["architecture"]["arch_kwargs"]["strides"], axis=0)
+    strides = np.prod(plans["architecture"]["arch_kwargs"]["strides"], axis=0)
     small = _network_inputs(model, find_case(test_case_2021), "whole")  # a brain that fits the budget
-    assert len(small) == 1 and not np.any(np.array(small[0]) % divisors)
+    assert len(small) == 1 and np.any(np.array(small[0]) % strides)  # as it is: no padding to the strides
+    budget = shrink_whole_brain_budget(model, monkeypatch)
     write_synthetic_release(tmp_path / "big", "2021", 1, shape=(80, 96, 72), seed=3, with_segmentation=False)
     big = find_cases(tmp_path / "big")[0]  # a brain larger than the budget
     tiled, whole = (_network_inputs(model, big, tiling) for tiling in ("nnunet", "whole"))
     assert len(tiled) > 1 and all(shape == patch for shape in tiled)
-    assert all(np.prod(s) <= WHOLE_BRAIN_BUDGET * np.prod(patch) and np.all(np.array(s) >= patch) for s in whole)
+    assert len(whole) > 1 and all(np.prod(s) <= budget and np.all(np.array(s) >= patch) for s in whole)
     assert sum(map(np.prod, whole)) < sum(map(np.prod, tiled))
 
 
@@ -432,7 +442,8 @@ def _run_recording_dtypes(segmenter: Segmenter, case) -> tuple:
             hook.remove()
 
 
-def test_bfloat16_runs_the_network_in_bfloat16_on_the_same_tiles(trained_models, test_case_2021, tmp_path):
+def test_bfloat16_runs_the_network_in_bfloat16_on_the_same_tiles(trained_models, test_case_2021, tmp_path,
+                                                                   monkeypatch):
     """Convolutions compute in bfloat16, the logits come back in float32, the labels stay close to float32's,
     and the tiles are float32's (a larger tile would change the labels more than the precision does). A
     CPU without bfloat16 arithmetic refuses the setting instead."""
@@ -441,6 +452,7 @@ def test_bfloat16_runs_the_network_in_bfloat16_on_the_same_tiles(trained_models,
     from brats_plugin.errors import BratsInputError
     from brats_plugin.inference.precision import bfloat16_supported
     model = trained_models["regions_stock"]
+    shrink_whole_brain_budget(model, monkeypatch)
     if not bfloat16_supported(torch.device("cpu")):
         with pytest.raises(BratsInputError, match="no bfloat16 arithmetic"):
             Segmenter(model, device="cpu", precision="bfloat16")
@@ -506,25 +518,56 @@ def test_the_cpu_default_is_left_right_mirroring_over_whole_brain_tiles(trained_
     assert report["mirroring_voxel_axes"] == [0, 1, 2] and report["tiling"] == "nnunet"
 
 
-def test_lean_unet_gives_the_networks_own_output(trained_models):
+def test_lean_unet_gives_the_networks_own_output(trained_models, monkeypatch):
     import torch
 
-    from brats_plugin.inference.lean_unet import LeanUNet
+    from brats_plugin.inference import lean_unet
     network = Segmenter(trained_models["regions_stock"], device="cpu")._predictor.network
-    assert isinstance(network, LeanUNet)
+    assert isinstance(network, lean_unet.LeanUNet)
     torch.manual_seed(0)
     x = torch.randn(1, 4, 48, 64, 48)
     with torch.inference_mode():
-        assert torch.equal(network(x), network.network(x))
+        own = network.network(x)
+        assert torch.equal(network(x), own)
+        # in slabs, oneDNN may pick other kernels for the thinner inputs: the same sums, rounded otherwise
+        for slab_bytes in (1, 5 * 64 * 64 * 48 * 4):  # every decoder stage in slabs of one plane; of a few
+            monkeypatch.setattr(lean_unet, "SLAB_BYTES", slab_bytes)
+            assert torch.allclose(network(x), own, rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("shape,divisors,planned,budget,expected", [
-    # the real case's cropped brain under a BraTS-sized plan: whole, then within 1.6 planned patches
-    ((131, 162, 129), [16, 32, 32], [112, 160, 128], None, [144, 192, 160]),
-    ((131, 162, 129), [16, 32, 32], [112, 160, 128], int(1.6 * 112 * 160 * 128), [112, 192, 160]),
-    ((64, 64, 64), [32, 32, 32], [64, 64, 64], 64**3, [64, 64, 64]),
-    ((100, 100, 100), [32, 32, 32], [64, 64, 64], 128 * 128 * 64, [64, 128, 128]),  # never below planned
-    ((100, 100, 100), [32, 32, 32], [96, 96, 96], 10, [96, 96, 96]),  # nothing fits: the planned patch
+def test_lean_unet_takes_any_input_size(trained_models):
+    """A size that is no multiple of the network's strides: nnU-Net's own forward cannot join its skips,
+    the lean one gives logits of the input's size, and its valid part near the volume's centre agrees with
+    the padded input's (the same image in a little more zero background)."""
+    import torch
+    network = Segmenter(trained_models["regions_stock"], device="cpu")._predictor.network
+    torch.manual_seed(0)
+    x = torch.zeros(1, 4, 48, 64, 48)
+    x[:, :, 4:41, 5:58, 6:45] = torch.randn(1, 4, 37, 53, 39)
+    odd = x[:, :, :41, :58, :45]
+    with torch.inference_mode():
+        with pytest.raises(RuntimeError):
+            network.network(odd)
+        logits = network(odd)
+        assert logits.shape[2:] == odd.shape[2:] and torch.isfinite(logits).all()
+        padded = network(x)[:, :, :41, :58, :45]
+    agreement = (logits.argmax(1) == padded.argmax(1)).float().mean()
+    assert agreement > 0.9
+
+
+@pytest.mark.parametrize("shape,divisors,planned,budget,any_size,expected", [
+    # the real case's cropped brain under a BraTS-sized plan: whole (padded to the strides, or as it is
+    # for a network that takes any size, which fits where the padded brain does not), else within the budget
+    ((131, 162, 129), [16, 32, 32], [112, 160, 128], None, False, [144, 192, 160]),
+    ((131, 162, 129), [16, 32, 32], [112, 160, 128], None, True, [131, 162, 129]),
+    ((131, 162, 129), [16, 32, 32], [112, 160, 128], 131 * 162 * 129, True, [131, 162, 129]),
+    ((131, 162, 129), [16, 32, 32], [112, 160, 128], int(1.6 * 112 * 160 * 128), False, [112, 192, 160]),
+    ((131, 162, 129), [16, 32, 32], [112, 160, 128], int(1.6 * 112 * 160 * 128), True, [131, 162, 129]),
+    ((131, 162, 129), [16, 32, 32], [112, 160, 128], 131 * 162 * 129 - 1, True, [112, 162, 129]),  # just short
+    ((60, 100, 100), [32, 32, 32], [96, 96, 96], 10, True, [60, 96, 96]),  # a tile no larger than the volume
+    ((64, 64, 64), [32, 32, 32], [64, 64, 64], 64**3, False, [64, 64, 64]),
+    ((100, 100, 100), [32, 32, 32], [64, 64, 64], 128 * 128 * 64, False, [64, 128, 128]),  # never below planned
+    ((100, 100, 100), [32, 32, 32], [96, 96, 96], 10, True, [96, 96, 96]),  # nothing fits: the planned patch
 ])
-def test_choose_tile(shape, divisors, planned, budget, expected):
-    assert choose_tile(shape, divisors, planned, budget) == expected
+def test_choose_tile(shape, divisors, planned, budget, any_size, expected):
+    assert choose_tile(shape, divisors, planned, budget, any_size=any_size) == expected

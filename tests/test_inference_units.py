@@ -273,3 +273,32 @@ def test_predictions_default_follows_the_device(device_type, expected):
 def test_a_runs_settings_in_one_line(settings, expected):
     from brats_plugin.inference.settings import describe_settings
     assert describe_settings(settings) == expected
+
+
+# ---- the lean U-Net's slabbed join ------------------------------------------------------------------
+
+@pytest.mark.parametrize("dims,kernel,length", [(3, (3, 3, 3), 13), (3, (1, 3, 3), 12), (3, (5, 3, 3), 11),
+                                                (2, (3, 3), 9), (3, (3, 3, 3), 7)])
+@pytest.mark.parametrize("planes", [1, 2, 5])
+def test_slabbed_join_computes_the_joined_convolution(monkeypatch, dims, kernel, length, planes):
+    """Slabs of 1, 2 or 5 planes (uneven at the end), halos of 0-2 planes, an odd length whose upsampled
+    tensor is cropped to the skip: the same values as the convolution of the whole concatenation."""
+    import torch
+    from torch import nn
+
+    from brats_plugin.inference import lean_unet
+    torch.manual_seed(length)
+    conv_type, transposed = (nn.Conv3d, nn.ConvTranspose3d) if dims == 3 else (nn.Conv2d, nn.ConvTranspose2d)
+    conv = conv_type(6, 5, kernel, padding=[k // 2 for k in kernel])
+    upsample = transposed(4, 3, 2, stride=2)
+    skip = torch.randn(1, 3, length, *(6,) * (dims - 1))
+    lower = torch.randn(1, 4, (length + 1) // 2, *(3,) * (dims - 1))
+    with torch.inference_mode():
+        expected = conv(torch.cat((upsample(lower)[:, :, :length], skip), 1))
+        plane_bytes = 6 * 6 ** (dims - 1) * 4
+        monkeypatch.setattr(lean_unet, "SLAB_BYTES", planes * plane_bytes)
+        inputs = [lower, skip]
+        result = lean_unet._join_and_convolve(conv, upsample, inputs)
+    assert inputs == []  # the tensors were handed over, to be freed as soon as they are used
+    assert result.shape == expected.shape
+    assert torch.allclose(result, expected, rtol=0, atol=1e-5)

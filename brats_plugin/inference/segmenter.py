@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from brats_plugin.geometry import voxel_spacing
 from brats_plugin.inference.labels import label_map, model_release
 from brats_plugin.inference.model import AXIS_REVERSING_READERS, TrainedModel, open_model
 from brats_plugin.inference.precision import arithmetic, in_precision, resolve_precision
-from brats_plugin.inference.settings import TILINGS, WHOLE_BRAIN_BUDGET, default_settings
+from brats_plugin.inference.settings import TILINGS, WHOLE_BRAIN_FEATURE_VOXELS, default_settings
 from brats_plugin.postprocessing.rules import RULES_FILE, PostprocessingRules, load_rules, region_probabilities
 from brats_plugin.preprocess.native import labels_to_native, way_back
 from brats_plugin.releases import SEQUENCES, Release, get_release
@@ -332,8 +331,9 @@ def load_predictor(model: TrainedModel, device: torch.device, mirroring: bool | 
                    perform_everything_on_device=device.type == "cuda", device=device, verbose=False, allow_tqdm=False)
     with contextlib.redirect_stdout(io.StringIO()):  # it prints a note on every non-CUDA device
         if tiling == "whole":
-            budget = int(WHOLE_BRAIN_BUDGET * math.prod(configuration_manager.patch_size))
-            predictor = WholeBrainPredictor(**options, max_tile_voxels=budget)
+            features = configuration_manager.network_arch_init_kwargs.get("features_per_stage", [32])[0]
+            budget = WHOLE_BRAIN_FEATURE_VOXELS // features
+            predictor = WholeBrainPredictor(**options, max_tile_voxels=budget, any_size=LeanUNet.supports(network))
         else:
             predictor = CountingPredictor(**options)
     network = in_precision(LeanUNet(network) if LeanUNet.supports(network) else network, precision, device)
