@@ -3,8 +3,8 @@
 nnU-Net evaluates the network under float16 autocast on CUDA and in float32 elsewhere (autocast on a
 CPU without bfloat16 instructions is slow). bfloat16 keeps float32's range with an 8-bit mantissa;
 on a CPU with AVX-512 BF16 or AMX, oneDNN ran a trained network's pass 3-4x faster, and a whole
-``brats predict --fast`` run took 0.65x the time in 0.72x the memory over two tiles, 0.71x over one
-unpadded tile (docs/benchmarks.md, "Prediction speed"). The wrapped network returns float32 logits;
+``brats predict --fast`` run took 0.65x the time in 0.72x the memory over two tiles, 0.71-0.76x over
+one unpadded tile (docs/benchmarks.md, "Prediction speed"). The wrapped network returns float32 logits;
 nnU-Net then blends tiles as it always does (into float16 buffers, on every device). On CUDA,
 ``float32`` turns nnU-Net's float16 autocast off for the network (cuDNN may still use TF32 where torch
 allows it).

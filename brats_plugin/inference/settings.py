@@ -36,7 +36,7 @@ def prediction_settings(choice: str, device_type: str) -> dict:
 
 def default_settings(device_type: str) -> dict:
     """``brats predict``'s settings where none is chosen, by device type: nnU-Net's own on CUDA, where its
-    8 mirrored passes take seconds; elsewhere :data:`CPU_DEFAULT_SETTINGS`: 29 s instead of about 10
+    8 mirrored passes take seconds; elsewhere :data:`CPU_DEFAULT_SETTINGS`: about 30 s instead of about 10
     minutes for a BraTS-sized model on 2 CPU cores (docs/benchmarks.md)."""
     return dict(NNUNET_SETTINGS if device_type == "cuda" else CPU_DEFAULT_SETTINGS)
 
